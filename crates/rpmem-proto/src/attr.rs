@@ -1,0 +1,115 @@
+//! Remote pool attributes, laid out exactly as librpmem's `struct rpmem_pool_attr`.
+
+use crate::codec::Reader;
+use crate::DecodeError;
+
+/// Length of [`PoolAttr::signature`].
+pub const SIG_LEN: usize = 8;
+/// Length of each uuid field.
+pub const UUID_LEN: usize = 16;
+/// Length of [`PoolAttr::user_flags`].
+pub const USER_FLAGS_LEN: usize = 16;
+/// Encoded size: the C struct's size, 104 bytes with no padding.
+pub const ENCODED_LEN: usize = 104;
+
+/// The attributes stored in a remote pool's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct PoolAttr {
+    /// On-media format signature (e.g. `PMEMOBJ\0`).
+    pub signature: [u8; SIG_LEN],
+    /// Major version of the on-media format.
+    pub major: u32,
+    /// Optional features.
+    pub compat_features: u32,
+    /// Required features.
+    pub incompat_features: u32,
+    /// Features without which the pool is read-only.
+    pub ro_compat_features: u32,
+    /// UUID of the pool set the remote pool replicates.
+    pub poolset_uuid: [u8; UUID_LEN],
+    /// UUID of the remote pool's first part.
+    pub uuid: [u8; UUID_LEN],
+    /// UUID of the next replica.
+    pub next_uuid: [u8; UUID_LEN],
+    /// UUID of the previous replica.
+    pub prev_uuid: [u8; UUID_LEN],
+    /// User flags (in PMDK's header, the architecture flags).
+    pub user_flags: [u8; USER_FLAGS_LEN],
+}
+
+impl PoolAttr {
+    /// True when every field is zero: librpmem treats that like a NULL attr.
+    pub fn is_zero(&self) -> bool {
+        *self == PoolAttr::default()
+    }
+
+    /// The 104 bytes of the C struct.
+    pub fn to_bytes(&self) -> [u8; ENCODED_LEN] {
+        let mut out = [0u8; ENCODED_LEN];
+        out[0..8].copy_from_slice(&self.signature);
+        out[8..12].copy_from_slice(&self.major.to_le_bytes());
+        out[12..16].copy_from_slice(&self.compat_features.to_le_bytes());
+        out[16..20].copy_from_slice(&self.incompat_features.to_le_bytes());
+        out[20..24].copy_from_slice(&self.ro_compat_features.to_le_bytes());
+        out[24..40].copy_from_slice(&self.poolset_uuid);
+        out[40..56].copy_from_slice(&self.uuid);
+        out[56..72].copy_from_slice(&self.next_uuid);
+        out[72..88].copy_from_slice(&self.prev_uuid);
+        out[88..104].copy_from_slice(&self.user_flags);
+        out
+    }
+
+    /// Parses the 104 bytes of the C struct.
+    pub fn from_bytes(raw: &[u8; ENCODED_LEN]) -> Self {
+        // Infallible: the array has exactly the needed length.
+        Self::read(&mut Reader::new(raw)).expect("fixed-size attr")
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(PoolAttr {
+            signature: r.array()?,
+            major: r.u32()?,
+            compat_features: r.u32()?,
+            incompat_features: r.u32()?,
+            ro_compat_features: r.u32()?,
+            poolset_uuid: r.array()?,
+            uuid: r.array()?,
+            next_uuid: r.array()?,
+            prev_uuid: r.array()?,
+            user_flags: r.array()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_c_struct_offsets() {
+        let a = PoolAttr {
+            signature: *b"PMEMOBJ\0",
+            major: 6,
+            compat_features: 1,
+            incompat_features: 2,
+            ro_compat_features: 3,
+            poolset_uuid: [4; 16],
+            uuid: [5; 16],
+            next_uuid: [6; 16],
+            prev_uuid: [7; 16],
+            user_flags: [8; 16],
+        };
+        let b = a.to_bytes();
+        assert_eq!(&b[0..8], b"PMEMOBJ\0");
+        assert_eq!(b[8], 6);
+        assert_eq!(b[16], 2);
+        assert_eq!(b[24], 4);
+        assert_eq!(b[40], 5);
+        assert_eq!(b[56], 6);
+        assert_eq!(b[72], 7);
+        assert_eq!(b[103], 8);
+        assert_eq!(PoolAttr::from_bytes(&b), a);
+        assert!(!a.is_zero());
+        assert!(PoolAttr::default().is_zero());
+    }
+}

@@ -1,0 +1,390 @@
+//! Control channel: requests and responses carried over the ssh session.
+//!
+//! A frame is a little-endian `u32` body length followed by the body; the body
+//! starts with a one-byte kind. [`MAX_FRAME`] bounds every body.
+
+use crate::attr::PoolAttr;
+use crate::codec::{Reader, Writer};
+use crate::{DecodeError, Status};
+
+/// Largest control frame body either side accepts.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// Longest pool set name accepted (PATH_MAX).
+pub const MAX_NAME: usize = 4096;
+/// Longest error message accepted.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Length of the per-session secret that data connections must present.
+pub const SECRET_LEN: usize = 32;
+
+/// A request from the initiator to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Create a pool from a pool set file and open it.
+    Create {
+        /// The initiator's protocol version.
+        version: u16,
+        /// Pool set file name, relative to the daemon's poolset directory.
+        pool_set: String,
+        /// Size of the initiator's local region.
+        pool_size: u64,
+        /// Lanes wanted.
+        nlanes: u32,
+        /// Attributes to store in the header; `None` for a pool without headers.
+        attr: Option<PoolAttr>,
+    },
+    /// Open an existing pool.
+    Open {
+        /// The initiator's protocol version.
+        version: u16,
+        /// Pool set file name, relative to the daemon's poolset directory.
+        pool_set: String,
+        /// Size of the initiator's local region.
+        pool_size: u64,
+        /// Lanes wanted.
+        nlanes: u32,
+    },
+    /// Overwrite the attributes in the pool header.
+    SetAttr {
+        /// New attributes.
+        attr: PoolAttr,
+    },
+    /// Close the pool and end the session.
+    Close,
+}
+
+/// What the daemon reports once a pool is created or opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The daemon's protocol version.
+    pub version: u16,
+    /// Lanes granted: at most the lanes asked for.
+    pub nlanes: u32,
+    /// Usable size of the remote pool.
+    pub remote_size: u64,
+    /// Whether the first 4096 bytes hold the pool header.
+    pub has_header: bool,
+    /// Stored attributes (zero for a pool without headers).
+    pub attr: PoolAttr,
+    /// IP address the daemon listens on for data connections.
+    pub addr: String,
+    /// TCP port of the data listener.
+    pub port: u16,
+    /// Secret every data connection of this session must present.
+    pub secret: [u8; SECRET_LEN],
+}
+
+/// A response from the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Create or Open succeeded.
+    Opened(Session),
+    /// SetAttr or Close succeeded.
+    Ok,
+    /// The request failed.
+    Error {
+        /// Why, as a protocol status.
+        status: Status,
+        /// A human-readable explanation.
+        message: String,
+    },
+}
+
+const REQ_CREATE: u8 = 1;
+const REQ_OPEN: u8 = 2;
+const REQ_SET_ATTR: u8 = 3;
+const REQ_CLOSE: u8 = 4;
+const RESP_OPENED: u8 = 0x81;
+const RESP_OK: u8 = 0x82;
+const RESP_ERROR: u8 = 0x83;
+
+/// Validates a frame's length prefix before anything is allocated for it.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, DecodeError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len == 0 {
+        return Err(DecodeError::Malformed("empty frame"));
+    }
+    if len > MAX_FRAME {
+        return Err(DecodeError::TooLong {
+            what: "control frame",
+            len: len as u64,
+            max: MAX_FRAME as u64,
+        });
+    }
+    Ok(len)
+}
+
+fn frame(body: impl FnOnce(&mut Writer<'_>)) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    body(&mut Writer(&mut out));
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+impl Request {
+    /// Encodes the request as a complete frame (length prefix included).
+    pub fn encode(&self) -> Vec<u8> {
+        frame(|w| match self {
+            Request::Create {
+                version,
+                pool_set,
+                pool_size,
+                nlanes,
+                attr,
+            } => {
+                w.u8(REQ_CREATE);
+                w.u16(*version);
+                w.str(pool_set);
+                w.u64(*pool_size);
+                w.u32(*nlanes);
+                match attr {
+                    Some(a) => {
+                        w.u8(1);
+                        w.bytes(&a.to_bytes());
+                    }
+                    None => w.u8(0),
+                }
+            }
+            Request::Open {
+                version,
+                pool_set,
+                pool_size,
+                nlanes,
+            } => {
+                w.u8(REQ_OPEN);
+                w.u16(*version);
+                w.str(pool_set);
+                w.u64(*pool_size);
+                w.u32(*nlanes);
+            }
+            Request::SetAttr { attr } => {
+                w.u8(REQ_SET_ATTR);
+                w.bytes(&attr.to_bytes());
+            }
+            Request::Close => w.u8(REQ_CLOSE),
+        })
+    }
+
+    /// Decodes a frame body (without the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(body);
+        let req = match r.u8()? {
+            REQ_CREATE => Request::Create {
+                version: r.u16()?,
+                pool_set: r.str("pool set name", MAX_NAME)?,
+                pool_size: r.u64()?,
+                nlanes: r.u32()?,
+                attr: match r.u8()? {
+                    0 => None,
+                    1 => Some(PoolAttr::read(&mut r)?),
+                    _ => return Err(DecodeError::Malformed("bad attr presence flag")),
+                },
+            },
+            REQ_OPEN => Request::Open {
+                version: r.u16()?,
+                pool_set: r.str("pool set name", MAX_NAME)?,
+                pool_size: r.u64()?,
+                nlanes: r.u32()?,
+            },
+            REQ_SET_ATTR => Request::SetAttr {
+                attr: PoolAttr::read(&mut r)?,
+            },
+            REQ_CLOSE => Request::Close,
+            k => {
+                return Err(DecodeError::Unknown {
+                    what: "request kind",
+                    value: k.into(),
+                })
+            }
+        };
+        r.finish()?;
+        Ok(req)
+    }
+}
+
+impl Response {
+    /// Encodes the response as a complete frame (length prefix included).
+    pub fn encode(&self) -> Vec<u8> {
+        frame(|w| match self {
+            Response::Opened(s) => {
+                w.u8(RESP_OPENED);
+                w.u16(s.version);
+                w.u32(s.nlanes);
+                w.u64(s.remote_size);
+                w.u8(s.has_header.into());
+                w.bytes(&s.attr.to_bytes());
+                w.str(&s.addr);
+                w.u16(s.port);
+                w.bytes(&s.secret);
+            }
+            Response::Ok => w.u8(RESP_OK),
+            Response::Error { status, message } => {
+                w.u8(RESP_ERROR);
+                w.u32(*status as u32);
+                // Messages are ours; still never exceed what the peer accepts.
+                let mut end = message.len().min(MAX_MESSAGE);
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                w.str(&message[..end]);
+            }
+        })
+    }
+
+    /// Decodes a frame body (without the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(body);
+        let resp = match r.u8()? {
+            RESP_OPENED => Response::Opened(Session {
+                version: r.u16()?,
+                nlanes: r.u32()?,
+                remote_size: r.u64()?,
+                has_header: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Malformed("bad has_header flag")),
+                },
+                attr: PoolAttr::read(&mut r)?,
+                addr: r.str("address", 256)?,
+                port: r.u16()?,
+                secret: r.array()?,
+            }),
+            RESP_OK => Response::Ok,
+            RESP_ERROR => {
+                let raw = r.u32()?;
+                let status = Status::from_u32(raw).ok_or(DecodeError::Unknown {
+                    what: "status",
+                    value: raw.into(),
+                })?;
+                Response::Error {
+                    status,
+                    message: r.str("error message", MAX_MESSAGE)?,
+                }
+            }
+            k => {
+                return Err(DecodeError::Unknown {
+                    what: "response kind",
+                    value: k.into(),
+                })
+            }
+        };
+        r.finish()?;
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        &frame[4..]
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let reqs = [
+            Request::Create {
+                version: 1,
+                pool_set: "a/b.set".into(),
+                pool_size: 1 << 30,
+                nlanes: 1024,
+                attr: Some(PoolAttr {
+                    major: 3,
+                    ..Default::default()
+                }),
+            },
+            Request::Create {
+                version: 1,
+                pool_set: "x.set".into(),
+                pool_size: 8192,
+                nlanes: 1,
+                attr: None,
+            },
+            Request::Open {
+                version: 1,
+                pool_set: "x.set".into(),
+                pool_size: 8192,
+                nlanes: 4,
+            },
+            Request::SetAttr {
+                attr: PoolAttr::default(),
+            },
+            Request::Close,
+        ];
+        for req in reqs {
+            assert_eq!(Request::decode(body(&req.encode())).unwrap(), req);
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let resps = [
+            Response::Opened(Session {
+                version: 1,
+                nlanes: 4,
+                remote_size: 1 << 26,
+                has_header: true,
+                attr: PoolAttr::default(),
+                addr: "127.0.0.1".into(),
+                port: 40000,
+                secret: [9; SECRET_LEN],
+            }),
+            Response::Ok,
+            Response::Error {
+                status: Status::Busy,
+                message: "pool busy".into(),
+            },
+        ];
+        for resp in resps {
+            assert_eq!(Response::decode(body(&resp.encode())).unwrap(), resp);
+        }
+    }
+
+    #[test]
+    fn oversized_and_empty_frames_are_refused() {
+        assert!(frame_len(((MAX_FRAME + 1) as u32).to_le_bytes()).is_err());
+        assert!(frame_len(0u32.to_le_bytes()).is_err());
+        assert!(frame_len(u32::MAX.to_le_bytes()).is_err());
+    }
+
+    #[test]
+    fn long_name_is_refused_before_allocation() {
+        let mut b = vec![REQ_OPEN, 1, 0];
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Request::decode(&b),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut f = Request::Close.encode();
+        f.push(0);
+        assert_eq!(
+            Request::decode(&f[4..]),
+            Err(DecodeError::Malformed("trailing bytes after message"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(cut in 0usize..64) {
+            let f = Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode();
+            let b = &f[4..];
+            if cut < b.len() {
+                prop_assert!(Request::decode(&b[..cut]).is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Data channel: one TCP connection per lane.
+//!
+//! A connection starts with a [`Hello`] that proves it belongs to the session;
+//! the daemon answers with an [`Ack`] (tag 0). Then the initiator sends
+//! [`RequestHeader`]s, each followed by `length` payload bytes for the
+//! operations that carry data. Every operation except [`Op::Flush`] is answered
+//! by one [`Ack`]; a successful [`Op::Read`] ack is followed by `length` bytes.
+
+use crate::codec::{Reader, Writer};
+use crate::control::SECRET_LEN;
+use crate::{DecodeError, Status};
+
+/// Magic that opens every data connection.
+pub const HELLO_MAGIC: [u8; 4] = *b"RPMD";
+/// Encoded size of [`Hello`].
+pub const HELLO_LEN: usize = 48;
+/// Encoded size of [`RequestHeader`].
+pub const HEADER_LEN: usize = 32;
+/// Encoded size of [`Ack`].
+pub const ACK_LEN: usize = 16;
+
+/// Flag: the transfer need not be atomic at 8-byte granularity.
+pub const FLAG_RELAXED: u8 = 1;
+
+/// First message on a data connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version.
+    pub version: u16,
+    /// Lane this connection serves.
+    pub lane: u32,
+    /// The session secret from the control channel.
+    pub secret: [u8; SECRET_LEN],
+}
+
+impl Hello {
+    /// Encodes to the fixed wire size.
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut v = Vec::with_capacity(HELLO_LEN);
+        let mut w = Writer(&mut v);
+        w.bytes(&HELLO_MAGIC);
+        w.u16(self.version);
+        w.u16(0);
+        w.u32(self.lane);
+        w.bytes(&[0u8; 4]);
+        w.bytes(&self.secret);
+        v.try_into().expect("hello is fixed-size")
+    }
+
+    /// Decodes the fixed wire form.
+    pub fn decode(raw: &[u8; HELLO_LEN]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(raw);
+        if r.array::<4>()? != HELLO_MAGIC {
+            return Err(DecodeError::Malformed("bad hello magic"));
+        }
+        let version = r.u16()?;
+        if r.u16()? != 0 {
+            return Err(DecodeError::Malformed("reserved hello bits set"));
+        }
+        let lane = r.u32()?;
+        if r.u32()? != 0 {
+            return Err(DecodeError::Malformed("reserved hello bits set"));
+        }
+        let secret = r.array()?;
+        r.finish()?;
+        Ok(Hello {
+            version,
+            lane,
+            secret,
+        })
+    }
+}
+
+/// Operation carried by a [`RequestHeader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Op {
+    /// Write the payload; no reply. Durable only after a later drain or persist.
+    Flush = 1,
+    /// Write the payload and make it (and every earlier flush) durable; reply.
+    Persist = 2,
+    /// Like persist, to the deepest durability domain the target offers.
+    DeepPersist = 3,
+    /// Make every earlier flush on this lane durable; reply. No payload.
+    Drain = 4,
+    /// Reply with `length` bytes from `offset`. No payload.
+    Read = 5,
+}
+
+impl Op {
+    /// Whether `length` payload bytes follow the header.
+    pub fn has_payload(self) -> bool {
+        matches!(self, Op::Flush | Op::Persist | Op::DeepPersist)
+    }
+
+    /// Whether the daemon answers with an [`Ack`].
+    pub fn has_reply(self) -> bool {
+        !matches!(self, Op::Flush)
+    }
+}
+
+/// Header of one data-channel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHeader {
+    /// What to do.
+    pub op: Op,
+    /// [`FLAG_RELAXED`] or 0.
+    pub flags: u8,
+    /// Offset in the remote pool.
+    pub offset: u64,
+    /// Length in bytes. The receiver bounds it by the pool size before use.
+    pub length: u64,
+    /// Echoed in the ack, to match replies to requests.
+    pub tag: u64,
+}
+
+impl RequestHeader {
+    /// Encodes to the fixed wire size.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0] = self.op as u8;
+        out[1] = self.flags;
+        out[8..16].copy_from_slice(&self.offset.to_le_bytes());
+        out[16..24].copy_from_slice(&self.length.to_le_bytes());
+        out[24..32].copy_from_slice(&self.tag.to_le_bytes());
+        out
+    }
+
+    /// Decodes the fixed wire form; unknown ops and flag bits are errors.
+    pub fn decode(raw: &[u8; HEADER_LEN]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(raw);
+        let op = match r.u8()? {
+            1 => Op::Flush,
+            2 => Op::Persist,
+            3 => Op::DeepPersist,
+            4 => Op::Drain,
+            5 => Op::Read,
+            v => {
+                return Err(DecodeError::Unknown {
+                    what: "opcode",
+                    value: v.into(),
+                })
+            }
+        };
+        let flags = r.u8()?;
+        if flags & !FLAG_RELAXED != 0 {
+            return Err(DecodeError::Unknown {
+                what: "flags",
+                value: flags.into(),
+            });
+        }
+        if r.array::<6>()? != [0u8; 6] {
+            return Err(DecodeError::Malformed("reserved header bytes set"));
+        }
+        let h = RequestHeader {
+            op,
+            flags,
+            offset: r.u64()?,
+            length: r.u64()?,
+            tag: r.u64()?,
+        };
+        r.finish()?;
+        Ok(h)
+    }
+}
+
+/// The daemon's answer to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// Tag of the request answered.
+    pub tag: u64,
+    /// Outcome.
+    pub status: Status,
+}
+
+impl Ack {
+    /// Encodes to the fixed wire size.
+    pub fn encode(&self) -> [u8; ACK_LEN] {
+        let mut out = [0u8; ACK_LEN];
+        out[..8].copy_from_slice(&self.tag.to_le_bytes());
+        out[8..12].copy_from_slice(&(self.status as u32).to_le_bytes());
+        out
+    }
+
+    /// Decodes the fixed wire form.
+    pub fn decode(raw: &[u8; ACK_LEN]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(raw);
+        let tag = r.u64()?;
+        let raw_status = r.u32()?;
+        let status = Status::from_u32(raw_status).ok_or(DecodeError::Unknown {
+            what: "status",
+            value: raw_status.into(),
+        })?;
+        if r.u32()? != 0 {
+            return Err(DecodeError::Malformed("reserved ack bytes set"));
+        }
+        r.finish()?;
+        Ok(Ack { tag, status })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn fixed_messages_round_trip() {
+        let h = Hello {
+            version: 1,
+            lane: 7,
+            secret: [3; SECRET_LEN],
+        };
+        assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
+        for op in [Op::Flush, Op::Persist, Op::DeepPersist, Op::Drain, Op::Read] {
+            let r = RequestHeader {
+                op,
+                flags: FLAG_RELAXED,
+                offset: 4096,
+                length: u64::MAX,
+                tag: 42,
+            };
+            assert_eq!(RequestHeader::decode(&r.encode()).unwrap(), r);
+        }
+        let a = Ack {
+            tag: 9,
+            status: Status::BadRequest,
+        };
+        assert_eq!(Ack::decode(&a.encode()).unwrap(), a);
+    }
+
+    #[test]
+    fn unknown_flags_and_ops_are_refused() {
+        let mut raw = RequestHeader {
+            op: Op::Persist,
+            flags: 0,
+            offset: 0,
+            length: 1,
+            tag: 1,
+        }
+        .encode();
+        raw[1] = 2;
+        assert!(RequestHeader::decode(&raw).is_err());
+        raw[1] = 0;
+        raw[0] = 9;
+        assert!(RequestHeader::decode(&raw).is_err());
+        let mut hello = Hello {
+            version: 1,
+            lane: 0,
+            secret: [0; SECRET_LEN],
+        }
+        .encode();
+        hello[0] = b'X';
+        assert!(Hello::decode(&hello).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn fixed_decoders_never_panic(h in any::<[u8; 32]>(), a in any::<[u8; 16]>()) {
+            let _ = RequestHeader::decode(&h);
+            let _ = Ack::decode(&a);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The rpmem wire protocol, as pure data: no sockets, no files, no threads.
+//!
+//! Two channels carry it:
+//! - the **control channel** is the ssh session's stdin/stdout. It carries
+//!   length-prefixed [`control`] frames: the initiator asks to create or open a
+//!   pool, set its attributes or close it, and the daemon answers each request.
+//! - one **data channel** (a TCP connection) per lane carries fixed-size
+//!   [`data`] request headers followed by payload, and fixed-size acks.
+//!
+//! Everything here is encoded little-endian. Every length read from a peer is
+//! bounded before it is trusted (see [`control::MAX_FRAME`]).
+
+pub mod attr;
+mod codec;
+pub mod control;
+pub mod data;
+pub mod status;
+
+pub use attr::PoolAttr;
+pub use status::Status;
+
+/// Protocol version spoken by this crate. A peer with another major is refused
+/// with [`Status::BadProtocol`].
+pub const PROTO_VERSION: u16 = 1;
+
+/// Errors found while decoding bytes received from a peer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The buffer ended before the message did.
+    #[error("truncated message: needed {needed} more bytes")]
+    Truncated {
+        /// How many more bytes the decoder wanted.
+        needed: usize,
+    },
+    /// A frame or string length is larger than the protocol allows.
+    #[error("{what} of {len} bytes exceeds the limit of {max}")]
+    TooLong {
+        /// Which field.
+        what: &'static str,
+        /// The length the peer claimed.
+        len: u64,
+        /// The largest length accepted.
+        max: u64,
+    },
+    /// A message kind, opcode or status this version does not know.
+    #[error("unknown {what} {value}")]
+    Unknown {
+        /// Which field.
+        what: &'static str,
+        /// The value found.
+        value: u64,
+    },
+    /// A field holds a value that is not allowed (bad magic, bad UTF-8, junk
+    /// after the message, reserved bits set).
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+}

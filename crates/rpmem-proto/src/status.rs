@@ -1,0 +1,139 @@
+//! Status codes a daemon reports. They are the protocol's, not errno values:
+//! each side maps them to its own error type (the C edge maps them to errno as
+//! librpmem did).
+
+/// Outcome of a request, as carried on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// The peer speaks another protocol version.
+    BadProtocol = 1,
+    /// The pool set name is invalid or reaches outside the poolset directory.
+    BadName = 2,
+    /// The remote pool is smaller than the requested size, or a size is invalid.
+    BadSize = 3,
+    /// The number of lanes is invalid.
+    BadNlanes = 4,
+    /// The requested transport is invalid.
+    BadProvider = 5,
+    /// An unexpected failure on the target.
+    Fatal = 6,
+    /// The pool set file or the pool is misconfigured (bad poolset, header
+    /// option that does not match the attributes, damaged header).
+    BadPoolConfig = 7,
+    /// The pool is open by another client.
+    Busy = 8,
+    /// The pool already exists.
+    Exists = 9,
+    /// The pool set file or the pool does not exist.
+    NoEntry = 10,
+    /// Permission denied on the target.
+    Access = 11,
+    /// The requested transport is not supported by the target.
+    ProviderUnsupported = 12,
+    /// The target ran out of space.
+    NoSpace = 13,
+    /// A request's range, lane or flags are invalid.
+    BadRequest = 14,
+    /// A data connection failed to authenticate.
+    Unauthenticated = 15,
+}
+
+impl Status {
+    /// Every status, for exhaustive tests and tables.
+    pub const ALL: [Status; 16] = [
+        Status::Ok,
+        Status::BadProtocol,
+        Status::BadName,
+        Status::BadSize,
+        Status::BadNlanes,
+        Status::BadProvider,
+        Status::Fatal,
+        Status::BadPoolConfig,
+        Status::Busy,
+        Status::Exists,
+        Status::NoEntry,
+        Status::Access,
+        Status::ProviderUnsupported,
+        Status::NoSpace,
+        Status::BadRequest,
+        Status::Unauthenticated,
+    ];
+
+    /// Decodes a wire value; unknown values are `None`.
+    pub fn from_u32(v: u32) -> Option<Status> {
+        Status::ALL.get(v as usize).copied()
+    }
+
+    /// The errno librpmem reported for this status (Linux values).
+    pub fn errno(self) -> i32 {
+        // Values from Linux's asm-generic/errno*.h; the protocol crate has no libc.
+        const EINVAL: i32 = 22;
+        match self {
+            Status::Ok => 0,
+            Status::BadProtocol => 93, // EPROTONOSUPPORT
+            Status::BadName => EINVAL,
+            Status::BadSize => 27, // EFBIG
+            Status::BadNlanes | Status::BadProvider | Status::BadPoolConfig => EINVAL,
+            Status::Fatal => 121,               // EREMOTEIO
+            Status::Busy => 16,                 // EBUSY
+            Status::Exists => 17,               // EEXIST
+            Status::NoEntry => 2,               // ENOENT
+            Status::Access => 13,               // EACCES
+            Status::ProviderUnsupported => 124, // EMEDIUMTYPE
+            Status::NoSpace => 28,              // ENOSPC
+            Status::BadRequest => EINVAL,
+            Status::Unauthenticated => 13, // EACCES
+        }
+    }
+
+    /// The status a daemon reports for a failure with this errno.
+    pub fn from_errno(errno: i32) -> Status {
+        match errno {
+            0 => Status::Ok,
+            93 => Status::BadProtocol,
+            27 => Status::BadSize,
+            16 => Status::Busy,
+            17 => Status::Exists,
+            2 => Status::NoEntry,
+            13 | 1 => Status::Access,
+            124 => Status::ProviderUnsupported,
+            28 | 122 => Status::NoSpace,
+            22 => Status::BadPoolConfig,
+            _ => Status::Fatal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_values_round_trip() {
+        for (i, s) in Status::ALL.iter().enumerate() {
+            assert_eq!(*s as u32, i as u32);
+            assert_eq!(Status::from_u32(i as u32), Some(*s));
+        }
+        assert_eq!(Status::from_u32(Status::ALL.len() as u32), None);
+    }
+
+    #[test]
+    fn errno_table_matches_librpmem() {
+        assert_eq!(Status::BadProtocol.errno(), 93);
+        assert_eq!(Status::BadSize.errno(), 27);
+        assert_eq!(Status::Fatal.errno(), 121);
+        assert_eq!(Status::Busy.errno(), 16);
+        assert_eq!(Status::Exists.errno(), 17);
+        assert_eq!(Status::NoEntry.errno(), 2);
+        assert_eq!(Status::ProviderUnsupported.errno(), 124);
+        for s in Status::ALL {
+            if s != Status::Unauthenticated && s != Status::BadRequest {
+                let back = Status::from_errno(s.errno());
+                assert_eq!(back.errno(), s.errno(), "{s:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Settings of the engine: which ssh client and remote command to run, lane
+//! limits, transport switches, time limits. [`Config::from_env`] reads the
+//! librpmem environment variables; the Rust API may set them explicitly.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::MAX_LANES;
+
+/// Settings for connecting to targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The ssh client program (`RPMEM_SSH`, default `ssh`): one program name,
+    /// never split into words.
+    pub ssh: String,
+    /// Command run on the target (`RPMEM_CMD`, default `rpmemd`), interpreted
+    /// by the target's shell. `|` separates alternatives used round-robin.
+    pub cmd: String,
+    /// Most lanes to open (`RPMEM_MAX_NLANES`).
+    pub max_lanes: u32,
+    /// How many flushes a lane may have in flight before flush waits
+    /// (`RPMEM_WORK_QUEUE_SIZE`).
+    pub work_queue_size: usize,
+    /// Whether the TCP transport may be used (`RPMEM_ENABLE_SOCKETS`, default on).
+    pub enable_sockets: bool,
+    /// Whether an RDMA transport may be used (`RPMEM_ENABLE_VERBS`, default on;
+    /// this build has none).
+    pub enable_verbs: bool,
+    /// How long a data-path call waits for the target before failing with
+    /// ECONNRESET (`RPMEM_TIMEOUT_MS`, default 5000).
+    pub io_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ssh: "ssh".into(),
+            cmd: "rpmemd".into(),
+            max_lanes: MAX_LANES,
+            work_queue_size: 1024,
+            enable_sockets: true,
+            enable_verbs: true,
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn env_bool(name: &str, default: bool) -> bool {
+    match env_nonempty(name).as_deref() {
+        None => default,
+        Some("0") => false,
+        Some(_) => true,
+    }
+}
+
+fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
+    env_nonempty(name).and_then(|v| v.trim().parse().ok())
+}
+
+impl Config {
+    /// Reads the librpmem environment variables over the defaults. Malformed
+    /// numbers are ignored, as librpmem did.
+    pub fn from_env() -> Config {
+        let d = Config::default();
+        Config {
+            ssh: env_nonempty("RPMEM_SSH").unwrap_or(d.ssh),
+            cmd: env_nonempty("RPMEM_CMD").unwrap_or(d.cmd),
+            max_lanes: env_num::<u32>("RPMEM_MAX_NLANES")
+                .filter(|n| *n > 0)
+                .map_or(d.max_lanes, |n| n.min(MAX_LANES)),
+            work_queue_size: env_num::<usize>("RPMEM_WORK_QUEUE_SIZE")
+                .filter(|n| *n > 0)
+                .unwrap_or(d.work_queue_size),
+            enable_sockets: env_bool("RPMEM_ENABLE_SOCKETS", d.enable_sockets),
+            enable_verbs: env_bool("RPMEM_ENABLE_VERBS", d.enable_verbs),
+            io_timeout: env_num::<u64>("RPMEM_TIMEOUT_MS")
+                .filter(|n| *n > 0)
+                .map_or(d.io_timeout, Duration::from_millis),
+        }
+    }
+}
+
+/// A target node address: `[user@]host[:port]`, with IPv6 as `[addr]:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Login name, if given.
+    pub user: Option<String>,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// ssh port, if given.
+    pub port: Option<u16>,
+    /// Whether the host was written as a bracketed IPv6 address.
+    pub ipv6: bool,
+}
+
+impl Target {
+    /// Parses `[user@]host[:port]`.
+    pub fn parse(s: &str) -> Result<Target> {
+        let bad = |why: &str| Error::InvalidArgument(format!("invalid target '{s}': {why}"));
+        if s.is_empty() {
+            return Err(bad("empty"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("contains white space"));
+        }
+        let (user, rest) = match s.rsplit_once('@') {
+            Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
+            Some(_) => return Err(bad("empty user name")),
+            None => (None, s),
+        };
+        let (host, port, ipv6) = if let Some(inner) = rest.strip_prefix('[') {
+            let (addr, after) = inner.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
+            };
+            (addr, port, true)
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p), false),
+                None => (rest, None, false),
+            }
+        };
+        if host.is_empty() || host.starts_with('-') {
+            return Err(bad("bad host name"));
+        }
+        let port = match port {
+            None => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("bad port number"))?,
+            ),
+        };
+        Ok(Target {
+            user,
+            host: host.to_string(),
+            port,
+            ipv6,
+        })
+    }
+
+    /// The ssh destination argument: `[user@]host`.
+    pub fn destination(&self) -> String {
+        match &self.user {
+            Some(u) => format!("{u}@{}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_target_forms() {
+        let t = Target::parse("alice@node1:2222").unwrap();
+        assert_eq!(t.user.as_deref(), Some("alice"));
+        assert_eq!(t.host, "node1");
+        assert_eq!(t.port, Some(2222));
+        assert!(!t.ipv6);
+        let t = Target::parse("localhost").unwrap();
+        assert_eq!((t.user, t.host.as_str(), t.port), (None, "localhost", None));
+        let t = Target::parse("[::1]:22").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.ipv6), ("::1", Some(22), true));
+        let t = Target::parse("bob@[fe80::1]").unwrap();
+        assert_eq!(t.destination(), "bob@fe80::1");
+    }
+
+    #[test]
+    fn rejects_bad_targets() {
+        for bad in [
+            "",
+            "host:",
+            "host:0",
+            "host:99999",
+            "@host",
+            "[::1",
+            "[::1]x",
+            "a b",
+            "-oProxy",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
