@@ -1,1 +1,248 @@
+//! Starting the daemon over ssh and talking to it on the control channel.
 
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rpmem_proto::control::{self, Request, Response};
+
+use crate::config::{Config, Target};
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Round-robin position over `|`-separated RPMEM_CMD alternatives.
+static NEXT_CMD: AtomicUsize = AtomicUsize::new(0);
+
+/// Picks the remote command for the next connection.
+pub(crate) fn next_command(cmd: &str) -> String {
+    let alts: Vec<&str> = cmd
+        .split('|')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if alts.is_empty() {
+        return "rpmemd".into();
+    }
+    let i = NEXT_CMD.fetch_add(1, Ordering::Relaxed) % alts.len();
+    alts[i].to_string()
+}
+
+/// Quotes one word for the target's POSIX shell.
+pub(crate) fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The ssh command line of DESIGN §1.
+fn ssh_command(cfg: &Config, target: &Target, remote_cmd: &str) -> Command {
+    let mut c = Command::new(&cfg.ssh);
+    if let Some(p) = target.port {
+        c.arg("-p").arg(p.to_string());
+    }
+    c.arg("-T");
+    if !target.ipv6 {
+        c.arg("-4");
+    }
+    c.arg("-oBatchMode=yes")
+        .arg(target.destination())
+        .arg(remote_cmd);
+    c
+}
+
+/// Keeps the last few KiB of what the remote side wrote on stderr, for error
+/// messages when it dies.
+#[derive(Clone, Default)]
+struct StderrTail(Arc<Mutex<Vec<u8>>>);
+
+impl StderrTail {
+    const KEEP: usize = 4096;
+
+    fn spawn_reader(&self, mut src: impl Read + Send + 'static) -> JoinHandle<()> {
+        let tail = self.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = src.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log::debug!(
+                    "remote stderr: {}",
+                    String::from_utf8_lossy(&buf[..n]).trim_end()
+                );
+                let mut t = tail.0.lock().unwrap_or_else(|e| e.into_inner());
+                t.extend_from_slice(&buf[..n]);
+                if t.len() > Self::KEEP {
+                    let cut = t.len() - Self::KEEP;
+                    t.drain(..cut);
+                }
+            }
+        })
+    }
+
+    fn text(&self) -> String {
+        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&t).trim().replace('\n', "; ")
+    }
+}
+
+/// Runs a remote command to completion and returns its status and stderr.
+pub(crate) fn run_remote(
+    cfg: &Config,
+    target: &Target,
+    remote_cmd: &str,
+) -> Result<(ExitStatus, String)> {
+    let out = ssh_command(cfg, target, remote_cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::ConnectionReset(format!("cannot run ssh client '{}': {e}", cfg.ssh)))?;
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .replace('\n', "; "),
+    ))
+}
+
+/// A running daemon reached through the ssh client.
+pub(crate) struct Control {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    tail: StderrTail,
+    tail_reader: Option<JoinHandle<()>>,
+    what: String,
+}
+
+impl Control {
+    /// Starts `remote_cmd` on `target` through the ssh client.
+    pub(crate) fn start(cfg: &Config, target: &Target, remote_cmd: &str) -> Result<Control> {
+        let mut child = ssh_command(cfg, target, remote_cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                Error::ConnectionReset(format!("cannot run ssh client '{}': {e}", cfg.ssh))
+            })?;
+        let tail = StderrTail::default();
+        let tail_reader = child.stderr.take().map(|e| tail.spawn_reader(e));
+        Ok(Control {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().expect("stdout is piped"),
+            child,
+            tail,
+            tail_reader,
+            what: format!("'{remote_cmd}' on {}", target.destination()),
+        })
+    }
+
+    /// Sends a request and waits for its response.
+    pub(crate) fn call(&mut self, req: &Request) -> Result<Response> {
+        let frame = req.encode();
+        let sent = match &self.stdin {
+            Some(stdin) => sys::write_pipe(stdin.as_raw_fd(), &frame),
+            None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+        };
+        if sent.is_err() {
+            return Err(self.died("while sending a request"));
+        }
+        let mut prefix = [0u8; 4];
+        if self.stdout.read_exact(&mut prefix).is_err() {
+            return Err(self.died("before answering"));
+        }
+        let len = control::frame_len(prefix).map_err(|e| Error::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; len];
+        if self.stdout.read_exact(&mut body).is_err() {
+            return Err(self.died("in the middle of an answer"));
+        }
+        Response::decode(&body).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// Builds the error for a daemon that went away, with its exit status and
+    /// the end of what it printed.
+    fn died(&mut self, when: &str) -> Error {
+        let status = self.finish();
+        let tail = self.tail.text();
+        let mut msg = format!("{} exited {when}", self.what);
+        if let Some(s) = status {
+            match s.code() {
+                Some(c) => msg.push_str(&format!(" (status {c})")),
+                None => msg.push_str(" (killed by a signal)"),
+            }
+        }
+        if !tail.is_empty() {
+            msg.push_str(": ");
+            msg.push_str(&tail);
+        }
+        Error::ConnectionReset(msg)
+    }
+
+    /// Closes our end of the pipes and reaps the ssh client.
+    pub(crate) fn finish(&mut self) -> Option<ExitStatus> {
+        self.stdin.take();
+        let status = self.child.wait().ok();
+        if let Some(t) = self.tail_reader.take() {
+            let _ = t.join();
+        }
+        status
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if self.tail_reader.is_some() {
+            // Not finished cleanly: make sure no ssh process outlives us.
+            let _ = self.child.kill();
+            self.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_for_the_remote_shell() {
+        assert_eq!(shell_quote("pool.set"), "pool.set");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn builds_the_documented_ssh_command_line() {
+        let cfg = Config::default();
+        let t = Target::parse("u@h:2222").unwrap();
+        let c = ssh_command(&cfg, &t, "rpmemd");
+        let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            ["-p", "2222", "-T", "-4", "-oBatchMode=yes", "u@h", "rpmemd"]
+        );
+        let t = Target::parse("[::1]").unwrap();
+        let c = ssh_command(&cfg, &t, "rpmemd");
+        let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args, ["-T", "-oBatchMode=yes", "::1", "rpmemd"]);
+    }
+
+    #[test]
+    fn alternatives_rotate() {
+        let a = next_command("x | y");
+        let b = next_command("x | y");
+        assert_ne!(a, b);
+        assert!(["x", "y"].contains(&a.as_str()));
+        assert_eq!(next_command("solo"), "solo");
+    }
+}

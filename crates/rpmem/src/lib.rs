@@ -17,6 +17,7 @@ mod launch;
 mod pool;
 mod region;
 mod remove;
+mod sys;
 
 pub use config::{Config, Target};
 pub use error::{Error, Result};

@@ -1,12 +1,67 @@
 //! A remote pool bound to a caller-owned local region.
 
-use crate::config::Config;
-use crate::error::Result;
-use rpmem_proto::PoolAttr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+
+use rpmem_proto::control::{Request, Response, Session};
+use rpmem_proto::{PoolAttr, PROTO_VERSION};
+
+use crate::config::{Config, Target};
+use crate::error::{Error, Result};
+use crate::lane::Lane;
+use crate::launch::{next_command, Control};
+use crate::{sys, HEADER_SIZE, MAX_LANES, MIN_POOL, PERSIST_RELAXED};
 
 /// An open remote pool replicating a region the caller owns.
 pub struct RemotePool {
-    _priv: (),
+    control: Mutex<Control>,
+    lanes: Vec<Mutex<Lane>>,
+    addr: *const u8,
+    size: usize,
+    has_header: bool,
+    queue_limit: usize,
+    name: String,
+}
+
+// SAFETY: `addr` is only read (through send syscalls) and the creator promised
+// it stays readable for the handle's lifetime; every other field is Send/Sync.
+unsafe impl Send for RemotePool {}
+// SAFETY: as above; lanes and the control channel are behind mutexes.
+unsafe impl Sync for RemotePool {}
+
+enum Mode {
+    Create(Option<PoolAttr>),
+    Open,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidArgument(msg.into())
+}
+
+fn check_region(addr: *const u8, size: usize, nlanes: u32) -> Result<()> {
+    let page = sys::page_size();
+    if addr.is_null() {
+        return Err(invalid("pool_addr is NULL"));
+    }
+    if addr as usize % page != 0 {
+        return Err(invalid(format!(
+            "pool_addr {addr:p} is not aligned to the page size ({page})"
+        )));
+    }
+    if size < MIN_POOL {
+        return Err(invalid(format!(
+            "pool_size {size} is below the minimum of {MIN_POOL} bytes"
+        )));
+    }
+    if size % page != 0 {
+        return Err(invalid(format!(
+            "pool_size {size} is not a multiple of the page size ({page})"
+        )));
+    }
+    if nlanes == 0 {
+        return Err(invalid("the number of lanes requested is 0"));
+    }
+    Ok(())
 }
 
 impl RemotePool {
@@ -19,15 +74,25 @@ impl RemotePool {
     /// # Safety
     /// `addr..addr+size` must be readable for as long as the handle lives.
     pub unsafe fn create(
-        _cfg: &Config,
-        _target: &str,
-        _pool_set: &str,
-        _addr: *const u8,
-        _size: usize,
-        _nlanes: u32,
-        _attr: Option<&PoolAttr>,
+        cfg: &Config,
+        target: &str,
+        pool_set: &str,
+        addr: *const u8,
+        size: usize,
+        nlanes: u32,
+        attr: Option<&PoolAttr>,
     ) -> Result<RemotePool> {
-        todo!()
+        let attr = attr.filter(|a| !a.is_zero()).copied();
+        Self::connect(
+            cfg,
+            target,
+            pool_set,
+            addr,
+            size,
+            nlanes,
+            Mode::Create(attr),
+        )
+        .map(|(p, _)| p)
     }
 
     /// Opens an existing pool; returns it with its stored attributes (zero for
@@ -36,59 +101,233 @@ impl RemotePool {
     /// # Safety
     /// As for [`RemotePool::create`].
     pub unsafe fn open(
-        _cfg: &Config,
-        _target: &str,
-        _pool_set: &str,
-        _addr: *const u8,
-        _size: usize,
-        _nlanes: u32,
+        cfg: &Config,
+        target: &str,
+        pool_set: &str,
+        addr: *const u8,
+        size: usize,
+        nlanes: u32,
     ) -> Result<(RemotePool, PoolAttr)> {
-        todo!()
+        Self::connect(cfg, target, pool_set, addr, size, nlanes, Mode::Open)
+    }
+
+    fn connect(
+        cfg: &Config,
+        target_str: &str,
+        pool_set: &str,
+        addr: *const u8,
+        size: usize,
+        nlanes: u32,
+        mode: Mode,
+    ) -> Result<(RemotePool, PoolAttr)> {
+        check_region(addr, size, nlanes)?;
+        if pool_set.is_empty() {
+            return Err(invalid("the pool set name is empty"));
+        }
+        let target = Target::parse(target_str)?;
+        if !cfg.enable_sockets {
+            return Err(Error::NoTransport(
+                "no usable transport: the TCP transport is disabled (RPMEM_ENABLE_SOCKETS=0) \
+                 and this build has no RDMA transport"
+                    .into(),
+            ));
+        }
+        let want = nlanes.min(cfg.max_lanes).clamp(1, MAX_LANES);
+        let name = format!("{target_str}:{pool_set}");
+        let mut control = Control::start(cfg, &target, &next_command(&cfg.cmd))?;
+        let req = match mode {
+            Mode::Create(attr) => Request::Create {
+                version: PROTO_VERSION,
+                pool_set: pool_set.into(),
+                pool_size: size as u64,
+                nlanes: want,
+                attr,
+            },
+            Mode::Open => Request::Open {
+                version: PROTO_VERSION,
+                pool_set: pool_set.into(),
+                pool_size: size as u64,
+                nlanes: want,
+            },
+        };
+        let session = match control.call(&req)? {
+            Response::Opened(s) => s,
+            Response::Error { status, message } => {
+                control.finish();
+                return Err(Error::Remote {
+                    status,
+                    message: format!("{name}: {message}"),
+                });
+            }
+            Response::Ok => return Err(Error::Protocol("unexpected response to open".into())),
+        };
+        let lanes = match Self::connect_lanes(cfg, &session, want) {
+            Ok(l) => l,
+            Err(e) => {
+                // Release the pool on the target before reporting.
+                let _ = control.call(&Request::Close);
+                control.finish();
+                return Err(e);
+            }
+        };
+        let pool = RemotePool {
+            control: Mutex::new(control),
+            lanes,
+            addr,
+            size,
+            has_header: session.has_header,
+            queue_limit: cfg.work_queue_size.max(1),
+            name,
+        };
+        Ok((pool, session.attr))
+    }
+
+    fn connect_lanes(cfg: &Config, s: &Session, want: u32) -> Result<Vec<Mutex<Lane>>> {
+        if s.nlanes == 0 || s.nlanes > want {
+            return Err(Error::Protocol(format!(
+                "target granted {} lanes for {want} requested",
+                s.nlanes
+            )));
+        }
+        let ip: IpAddr = s
+            .addr
+            .parse()
+            .map_err(|_| Error::Protocol(format!("bad data address '{}'", s.addr)))?;
+        let sa = SocketAddr::new(ip, s.port);
+        (0..s.nlanes)
+            .map(|i| Lane::connect(sa, i, &s.secret, cfg.io_timeout).map(Mutex::new))
+            .collect()
     }
 
     /// Lanes granted.
     pub fn nlanes(&self) -> u32 {
-        todo!()
+        self.lanes.len() as u32
     }
 
     /// Whether the first 4096 bytes of the remote pool hold its header.
     pub fn has_header(&self) -> bool {
-        todo!()
+        self.has_header
+    }
+
+    /// Size of the local region (the usable part of the remote pool).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    fn lane(&self, lane: u32) -> Result<MutexGuard<'_, Lane>> {
+        let l = self.lanes.get(lane as usize).ok_or_else(|| {
+            invalid(format!(
+                "lane {lane} is out of range (the pool has {} lanes)",
+                self.lanes.len()
+            ))
+        })?;
+        Ok(l.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn check_range(&self, offset: usize, len: usize, write: bool) -> Result<()> {
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| invalid(format!("offset {offset} + length {len} overflows")))?;
+        if end > self.size {
+            return Err(invalid(format!(
+                "range {offset}..{end} is beyond the pool size {}",
+                self.size
+            )));
+        }
+        if write && self.has_header && offset < HEADER_SIZE {
+            return Err(invalid(format!(
+                "offset {offset} is inside the {HEADER_SIZE}-byte pool header"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_flags(flags: u32, allowed: u32) -> Result<u8> {
+        if flags & !allowed != 0 {
+            return Err(invalid(format!("invalid flags {flags:#x}")));
+        }
+        Ok(flags as u8)
+    }
+
+    fn src(&self, offset: usize) -> *const u8 {
+        // Callers have checked offset <= size, so this stays inside the region.
+        self.addr.wrapping_add(offset)
     }
 
     /// Copies `len` bytes at `offset` of the local region to the remote pool and
     /// makes them durable there. `flags`: 0 or [`crate::PERSIST_RELAXED`].
-    pub fn persist(&self, _offset: usize, _len: usize, _lane: u32, _flags: u32) -> Result<()> {
-        todo!()
+    pub fn persist(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
+        let f = Self::check_flags(flags, PERSIST_RELAXED)?;
+        self.check_range(offset, len, true)?;
+        let mut l = self.lane(lane)?;
+        // SAFETY: the range is inside the region the creator vouched for.
+        unsafe { l.persist(false, f, offset as u64, self.src(offset), len) }
     }
 
     /// Like [`RemotePool::persist`], to the deepest durability domain of the target.
-    pub fn deep_persist(&self, _offset: usize, _len: usize, _lane: u32) -> Result<()> {
-        todo!()
+    pub fn deep_persist(&self, offset: usize, len: usize, lane: u32) -> Result<()> {
+        self.check_range(offset, len, true)?;
+        let mut l = self.lane(lane)?;
+        // SAFETY: the range is inside the region the creator vouched for.
+        unsafe { l.persist(true, 0, offset as u64, self.src(offset), len) }
     }
 
     /// Copies without waiting for durability; see [`RemotePool::drain`].
-    pub fn flush(&self, _offset: usize, _len: usize, _lane: u32, _flags: u32) -> Result<()> {
-        todo!()
+    pub fn flush(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
+        let f = Self::check_flags(flags, PERSIST_RELAXED)?;
+        self.check_range(offset, len, true)?;
+        let mut l = self.lane(lane)?;
+        // SAFETY: the range is inside the region the creator vouched for.
+        unsafe { l.flush(f, offset as u64, self.src(offset), len, self.queue_limit) }
     }
 
     /// Makes every earlier flush on `lane` durable. `flags` must be 0.
-    pub fn drain(&self, _lane: u32, _flags: u32) -> Result<()> {
-        todo!()
+    pub fn drain(&self, lane: u32, flags: u32) -> Result<()> {
+        Self::check_flags(flags, 0)?;
+        self.lane(lane)?.drain()
     }
 
     /// Reads `buf.len()` bytes at `offset` of the remote pool.
-    pub fn read(&self, _buf: &mut [u8], _offset: usize, _lane: u32) -> Result<()> {
-        todo!()
+    pub fn read(&self, buf: &mut [u8], offset: usize, lane: u32) -> Result<()> {
+        self.check_range(offset, buf.len(), false)?;
+        let mut l = self.lane(lane)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        l.read(buf, offset as u64)
     }
 
     /// Rewrites the stored attributes (`None`: zeroed attributes).
-    pub fn set_attr(&self, _attr: Option<&PoolAttr>) -> Result<()> {
-        todo!()
+    pub fn set_attr(&self, attr: Option<&PoolAttr>) -> Result<()> {
+        let attr = attr.copied().unwrap_or_default();
+        let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        match c.call(&Request::SetAttr { attr })? {
+            Response::Ok => Ok(()),
+            Response::Error { status, message } => Err(Error::Remote {
+                status,
+                message: format!("{}: {message}", self.name),
+            }),
+            Response::Opened(_) => Err(Error::Protocol("unexpected response to set_attr".into())),
+        }
     }
 
     /// Closes the pool on both sides; the remote pool stays.
+    /// If the handle is dropped instead, the ssh client is killed and the
+    /// daemon releases the pool when its control channel ends.
     pub fn close(self) -> Result<()> {
-        todo!()
+        for l in &self.lanes {
+            l.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+        }
+        let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let r = c.call(&Request::Close);
+        c.finish();
+        match r? {
+            Response::Ok => Ok(()),
+            Response::Error { status, message } => Err(Error::Remote {
+                status,
+                message: format!("{}: {message}", self.name),
+            }),
+            Response::Opened(_) => Err(Error::Protocol("unexpected response to close".into())),
+        }
     }
 }

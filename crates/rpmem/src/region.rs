@@ -1,25 +1,117 @@
 //! The safe API: a pool that owns its local region.
 
-use crate::config::Config;
-use crate::error::Result;
-use crate::pool::RemotePool;
+use memmap2::MmapMut;
 use rpmem_proto::PoolAttr;
 
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pool::RemotePool;
+
 /// A remote pool together with the page-aligned local region it replicates.
+///
+/// Write into [`Pool::region_mut`], then [`Pool::persist`] the ranges written.
 pub struct Pool {
-    _remote: RemotePool,
+    // Declared before `region` so the connection closes before the memory goes.
+    remote: RemotePool,
+    region: MmapMut,
+}
+
+fn anon_region(size: usize) -> Result<MmapMut> {
+    MmapMut::map_anon(size).map_err(|e| Error::io(format!("cannot map a {size}-byte region"), e))
 }
 
 impl Pool {
     /// Creates a remote pool and a zeroed local region of `size` bytes.
     pub fn create(
-        _cfg: &Config,
-        _target: &str,
-        _pool_set: &str,
-        _size: usize,
-        _nlanes: u32,
-        _attr: Option<&PoolAttr>,
+        cfg: &Config,
+        target: &str,
+        pool_set: &str,
+        size: usize,
+        nlanes: u32,
+        attr: Option<&PoolAttr>,
     ) -> Result<Pool> {
-        todo!()
+        let region = anon_region(size)?;
+        // SAFETY: the region is owned by the returned Pool and outlives
+        // `remote`, which is dropped first.
+        let remote = unsafe {
+            RemotePool::create(cfg, target, pool_set, region.as_ptr(), size, nlanes, attr)
+        }?;
+        Ok(Pool { remote, region })
+    }
+
+    /// Opens an existing remote pool with a zeroed local region of `size`
+    /// bytes; returns it with the stored attributes.
+    pub fn open(
+        cfg: &Config,
+        target: &str,
+        pool_set: &str,
+        size: usize,
+        nlanes: u32,
+    ) -> Result<(Pool, PoolAttr)> {
+        let region = anon_region(size)?;
+        // SAFETY: as in `create`.
+        let (remote, attr) =
+            unsafe { RemotePool::open(cfg, target, pool_set, region.as_ptr(), size, nlanes) }?;
+        Ok((Pool { remote, region }, attr))
+    }
+
+    /// The local region.
+    pub fn region(&self) -> &[u8] {
+        &self.region
+    }
+
+    /// The local region, for writing what the next persist will replicate.
+    pub fn region_mut(&mut self) -> &mut [u8] {
+        &mut self.region
+    }
+
+    /// Lanes granted.
+    pub fn nlanes(&self) -> u32 {
+        self.remote.nlanes()
+    }
+
+    /// Whether the first 4096 bytes of the remote pool hold its header.
+    pub fn has_header(&self) -> bool {
+        self.remote.has_header()
+    }
+
+    /// Size of the local region.
+    pub fn size(&self) -> usize {
+        self.region.len()
+    }
+
+    /// See [`RemotePool::persist`].
+    pub fn persist(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
+        self.remote.persist(offset, len, lane, flags)
+    }
+
+    /// See [`RemotePool::deep_persist`].
+    pub fn deep_persist(&self, offset: usize, len: usize, lane: u32) -> Result<()> {
+        self.remote.deep_persist(offset, len, lane)
+    }
+
+    /// See [`RemotePool::flush`].
+    pub fn flush(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
+        self.remote.flush(offset, len, lane, flags)
+    }
+
+    /// See [`RemotePool::drain`].
+    pub fn drain(&self, lane: u32, flags: u32) -> Result<()> {
+        self.remote.drain(lane, flags)
+    }
+
+    /// Reads from the remote pool into `buf` (not into the local region).
+    pub fn read(&self, buf: &mut [u8], offset: usize, lane: u32) -> Result<()> {
+        self.remote.read(buf, offset, lane)
+    }
+
+    /// See [`RemotePool::set_attr`].
+    pub fn set_attr(&self, attr: Option<&PoolAttr>) -> Result<()> {
+        self.remote.set_attr(attr)
+    }
+
+    /// Closes the pool on both sides; the remote pool stays.
+    pub fn close(self) -> Result<()> {
+        self.remote.close()
     }
 }

@@ -1,7 +1,8 @@
 //! Removing a remote pool: `rpmemd --remove` run over ssh.
 
-use crate::config::Config;
-use crate::error::Result;
+use crate::config::{Config, Target};
+use crate::error::{Error, Result};
+use crate::launch::{next_command, run_remote, shell_quote};
 
 /// What [`remove`] removes besides the part files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,6 +14,51 @@ pub struct RemoveFlags {
 }
 
 /// Removes the pool described by `pool_set` on `target`.
-pub fn remove(_cfg: &Config, _target: &str, _pool_set: &str, _flags: RemoveFlags) -> Result<()> {
-    todo!()
+///
+/// rpmemd's exit status is an errno and becomes this call's error (ENOENT for
+/// a missing pool); ssh's own failures (255) and a missing command (127) are
+/// connection failures.
+pub fn remove(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) -> Result<()> {
+    if pool_set.is_empty() {
+        return Err(Error::InvalidArgument("the pool set name is empty".into()));
+    }
+    let t = Target::parse(target)?;
+    let mut cmd = format!(
+        "{} --remove {}",
+        next_command(&cfg.cmd),
+        shell_quote(pool_set)
+    );
+    if flags.force {
+        cmd.push_str(" --force");
+    }
+    if flags.pool_set {
+        cmd.push_str(" --pool-set");
+    }
+    let (status, stderr) = run_remote(cfg, &t, &cmd)?;
+    let code = match status.code() {
+        Some(0) => return Ok(()),
+        Some(c) => c,
+        None => {
+            return Err(Error::ConnectionReset(format!(
+                "'{cmd}' on {target} was killed by a signal"
+            )))
+        }
+    };
+    let detail = if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    };
+    match code {
+        255 | 126 | 127 => Err(Error::ConnectionReset(format!(
+            "cannot run '{cmd}' on {target} (status {code}){detail}"
+        ))),
+        c => Err(Error::RemoteExit {
+            code: c,
+            message: format!(
+                "removing {pool_set} on {target} failed: {}{detail}",
+                std::io::Error::from_raw_os_error(c)
+            ),
+        }),
+    }
 }
