@@ -29,6 +29,10 @@ pub struct Config {
     /// How long a data-path call waits for the target before failing with
     /// ECONNRESET (`RPMEM_TIMEOUT_MS`, default 5000).
     pub io_timeout: Duration,
+    /// How long a lane busy-polls for a reply before parking in the kernel
+    /// (`RPMEM_SPIN_US`, default 100 µs; 0 disables). Waking a parked thread
+    /// costs ~100 µs on small VMs, more than a loopback round trip.
+    pub spin: Duration,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             enable_sockets: true,
             enable_verbs: true,
             io_timeout: Duration::from_secs(5),
+            spin: Duration::from_micros(100),
         }
     }
 }
@@ -80,6 +85,7 @@ impl Config {
             io_timeout: env_num::<u64>("RPMEM_TIMEOUT_MS")
                 .filter(|n| *n > 0)
                 .map_or(d.io_timeout, Duration::from_millis),
+            spin: env_num::<u64>("RPMEM_SPIN_US").map_or(d.spin, Duration::from_micros),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rpmem_proto::control::SECRET_LEN;
 use rpmem_proto::data::{Ack, Hello, Op, RequestHeader, ACK_LEN};
@@ -16,6 +16,7 @@ use crate::sys;
 pub(crate) struct Lane {
     stream: TcpStream,
     index: u32,
+    spin: Duration,
     next_tag: u64,
     /// Flushes sent since the last drain or persist.
     undrained: usize,
@@ -38,6 +39,7 @@ impl Lane {
         index: u32,
         secret: &[u8; SECRET_LEN],
         timeout: Duration,
+        spin: Duration,
     ) -> Result<Lane> {
         let fail = |what: &str, e: io::Error| {
             Error::ConnectionReset(format!("lane {index}: {what} {addr}: {e}"))
@@ -62,6 +64,7 @@ impl Lane {
         let mut lane = Lane {
             stream,
             index,
+            spin,
             next_tag: 1,
             undrained: 0,
             broken: None,
@@ -120,7 +123,7 @@ impl Lane {
 
     fn recv_ack(&mut self, tag: u64) -> Result<Status> {
         let mut raw = [0u8; ACK_LEN];
-        if let Err(e) = self.stream.read_exact(&mut raw) {
+        if let Err(e) = self.recv_exact(&mut raw) {
             return Err(self.io_failed("waiting for the acknowledgement", e));
         }
         let ack = match Ack::decode(&raw) {
@@ -141,6 +144,31 @@ impl Lane {
             return Err(self.io_failed("out-of-order acknowledgement", e));
         }
         Ok(ack.status)
+    }
+
+    /// Fills `buf`, busy-polling for up to `spin` before blocking: a reply that
+    /// arrives within a round trip is then picked up without a wake-up.
+    fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let mut got = 0;
+        if !self.spin.is_zero() {
+            let start = Instant::now();
+            let fd = self.stream.as_raw_fd();
+            while got < buf.len() {
+                match sys::recv_nowait(fd, &mut buf[got..]) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if start.elapsed() >= self.spin {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.stream.read_exact(&mut buf[got..])
     }
 
     fn status(&self, status: Status, what: &str) -> Result<()> {
@@ -239,7 +267,7 @@ impl Lane {
         }
         let st = self.recv_ack(h.tag)?;
         self.status(st, "read")?;
-        if let Err(e) = self.stream.read_exact(buf) {
+        if let Err(e) = self.recv_exact(buf) {
             return Err(self.io_failed("receiving read data", e));
         }
         Ok(())

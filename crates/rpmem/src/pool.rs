@@ -195,7 +195,7 @@ impl RemotePool {
             .map_err(|_| Error::Protocol(format!("bad data address '{}'", s.addr)))?;
         let sa = SocketAddr::new(ip, s.port);
         (0..s.nlanes)
-            .map(|i| Lane::connect(sa, i, &s.secret, cfg.io_timeout).map(Mutex::new))
+            .map(|i| Lane::connect(sa, i, &s.secret, cfg.io_timeout, cfg.spin).map(Mutex::new))
             .collect()
     }
 
