@@ -1,0 +1,219 @@
+//! The safe Rust API against a real rpmemd reached through rpmem-ssh-local.
+
+use std::fs;
+use std::sync::Arc;
+use std::thread;
+
+use e2e::{bin, LocalTarget};
+use rpmem::{Config, Pool, PoolAttr, RemoveFlags, PERSIST_RELAXED};
+
+const MIB: usize = 1024 * 1024;
+
+fn config(t: &LocalTarget) -> Config {
+    Config {
+        ssh: bin("rpmem-ssh-local").display().to_string(),
+        cmd: t.rpmem_cmd(),
+        ..Config::default()
+    }
+}
+
+fn attr() -> PoolAttr {
+    PoolAttr {
+        signature: *b"RPMTEST\0",
+        major: 7,
+        compat_features: 1,
+        incompat_features: 0,
+        ro_compat_features: 4,
+        poolset_uuid: [0x11; 16],
+        uuid: [0x22; 16],
+        next_uuid: [0x33; 16],
+        prev_uuid: [0x44; 16],
+        user_flags: [0; 16],
+    }
+}
+
+fn part_bytes(t: &LocalTarget, part: &str, offset: usize, len: usize) -> Vec<u8> {
+    let data = fs::read(t.dir().join(part)).expect("read part file");
+    data[offset..offset + len].to_vec()
+}
+
+#[test]
+fn persisted_bytes_reach_the_part_file_and_read_back() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("p0");
+    t.write_poolset(
+        "nohdrs.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+    );
+    let cfg = config(&t);
+    let mut pool = Pool::create(&cfg, "localhost", "nohdrs.set", 4 * MIB, 2, None)
+        .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+    assert!(!pool.has_header());
+    assert_eq!(pool.nlanes(), 2);
+    // Without headers the whole pool is usable, offset 0 included.
+    pool.region_mut()[..8].copy_from_slice(b"offset-0");
+    pool.region_mut()[MIB..MIB + 5].copy_from_slice(b"hello");
+    pool.persist(0, 8, 0, 0).unwrap();
+    pool.persist(MIB, 5, 1, PERSIST_RELAXED).unwrap();
+    assert_eq!(part_bytes(&t, "p0", 0, 8), b"offset-0");
+    assert_eq!(part_bytes(&t, "p0", MIB, 5), b"hello");
+
+    // flush + drain, then deep persist.
+    pool.region_mut()[2 * MIB..2 * MIB + 4].copy_from_slice(b"abcd");
+    pool.flush(2 * MIB, 4, 0, 0).unwrap();
+    pool.drain(0, 0).unwrap();
+    assert_eq!(part_bytes(&t, "p0", 2 * MIB, 4), b"abcd");
+    pool.region_mut()[3 * MIB..3 * MIB + 4].copy_from_slice(b"deep");
+    pool.deep_persist(3 * MIB, 4, 1).unwrap();
+    assert_eq!(part_bytes(&t, "p0", 3 * MIB, 4), b"deep");
+
+    let mut buf = [0u8; 5];
+    pool.read(&mut buf, MIB, 0).unwrap();
+    assert_eq!(&buf, b"hello");
+    pool.close().unwrap();
+}
+
+#[test]
+fn pool_with_headers_protects_its_header_and_keeps_attributes() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("h0");
+    t.write_poolset("hdr.set", &format!("PMEMPOOLSET\n8M {}\n", part.display()));
+    let cfg = config(&t);
+    let mut pool = Pool::create(&cfg, "localhost", "hdr.set", 8 * MIB, 1, Some(&attr()))
+        .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+    assert!(pool.has_header());
+    // The header signature is on disk.
+    assert_eq!(part_bytes(&t, "h0", 0, 8), b"RPMTEST\0");
+    let e = pool.persist(100, 8, 0, 0).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    assert!(e.to_string().contains("header"), "{e}");
+    // Refused calls leave the handle usable.
+    pool.region_mut()[4096..4100].copy_from_slice(b"data");
+    pool.persist(4096, 4, 0, 0).unwrap();
+    let mut hdr = [0u8; 8];
+    pool.read(&mut hdr, 0, 0).unwrap();
+    assert_eq!(&hdr, b"RPMTEST\0");
+
+    let mut changed = attr();
+    changed.major = 8;
+    pool.set_attr(Some(&changed)).unwrap();
+    pool.close().unwrap();
+
+    let e = Pool::create(&cfg, "localhost", "hdr.set", 8 * MIB, 1, Some(&attr()))
+        .err()
+        .expect("second create must fail");
+    assert_eq!(e.errno(), libc::EEXIST, "{e}");
+
+    let (pool, got) = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).unwrap();
+    assert_eq!(got, changed);
+    let mut buf = [0u8; 4];
+    pool.read(&mut buf, 4096, 0).unwrap();
+    assert_eq!(&buf, b"data");
+    // A pool open elsewhere is busy.
+    let busy = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).err().expect("busy");
+    assert_eq!(busy.errno(), libc::EBUSY, "{busy}");
+    pool.close().unwrap();
+
+    rpmem::remove(&cfg, "localhost", "hdr.set", RemoveFlags::default()).unwrap();
+    assert!(!part.exists());
+    let e = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).err().expect("gone");
+    assert_eq!(e.errno(), libc::ENOENT, "{e}");
+}
+
+#[test]
+fn four_lanes_from_four_threads_land_every_byte() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("l0");
+    t.write_poolset(
+        "lanes.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
+    );
+    let cfg = config(&t);
+    let mut pool = Pool::create(&cfg, "localhost", "lanes.set", 8 * MIB, 4, None).unwrap();
+    assert_eq!(pool.nlanes(), 4);
+    for (i, b) in pool.region_mut().iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let pool = Arc::new(pool);
+    let stripe = 2 * MIB;
+    let handles: Vec<_> = (0..4u32)
+        .map(|lane| {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                let base = lane as usize * stripe;
+                for (k, off) in (0..stripe).step_by(64 * 1024).enumerate() {
+                    let flags = if k % 2 == 0 { 0 } else { PERSIST_RELAXED };
+                    if k % 3 == 0 {
+                        pool.flush(base + off, 64 * 1024, lane, flags).unwrap();
+                    } else {
+                        pool.persist(base + off, 64 * 1024, lane, flags).unwrap();
+                    }
+                }
+                pool.drain(lane, 0).unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let on_disk = fs::read(&part).unwrap();
+    assert!(on_disk[..8 * MIB] == pool.region()[..], "part file differs from the region");
+    let mut back = vec![0u8; 8 * MIB];
+    pool.read(&mut back, 0, 3).unwrap();
+    assert!(back == pool.region(), "remote read differs from the region");
+    Arc::try_unwrap(pool).ok().unwrap().close().unwrap();
+}
+
+#[test]
+fn bad_arguments_are_refused_without_breaking_the_pool() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("b0");
+    t.write_poolset(
+        "b.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+    );
+    let cfg = config(&t);
+    let pool = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 2, None).unwrap();
+    let cases: Vec<(&str, rpmem::Result<()>)> = vec![
+        ("past end", pool.persist(4 * MIB - 4, 8, 0, 0)),
+        ("overflow", pool.persist(usize::MAX, 2, 0, 0)),
+        ("lane", pool.persist(0, 8, 2, 0)),
+        ("flags", pool.persist(0, 8, 0, 2)),
+        ("flush flags", pool.flush(0, 8, 0, 0x80)),
+        ("drain flags", pool.drain(0, 1)),
+        ("read past end", pool.read(&mut [0u8; 16], 4 * MIB - 8, 0)),
+    ];
+    for (what, r) in cases {
+        let e = r.expect_err(what);
+        assert_eq!(e.errno(), libc::EINVAL, "{what}: {e}");
+        assert!(!e.to_string().is_empty());
+    }
+    pool.persist(0, 4096, 1, 0).unwrap();
+    pool.close().unwrap();
+
+    // Remote pool smaller than the local region.
+    let e = Pool::open(&cfg, "localhost", "b.set", 8 * MIB, 1).err().expect("too big");
+    assert_eq!(e.errno(), libc::EFBIG, "{e}");
+    // Attributes that do not match the set's header option.
+    let e = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 1, Some(&attr()))
+        .err()
+        .expect("attr on NOHDRS");
+    assert!([libc::EINVAL, libc::EEXIST].contains(&e.errno()), "{e}");
+    // Missing pool set.
+    let e = Pool::open(&cfg, "localhost", "nope.set", 4 * MIB, 1).err().expect("missing");
+    assert_eq!(e.errno(), libc::ENOENT, "{e}");
+    // Unreachable target: the ssh client does not exist.
+    let bad = Config {
+        ssh: "/nonexistent/ssh".into(),
+        ..cfg.clone()
+    };
+    let e = Pool::open(&bad, "localhost", "b.set", 4 * MIB, 1).err().expect("no ssh");
+    assert_eq!(e.errno(), libc::ECONNRESET, "{e}");
+    // The TCP transport switched off leaves none.
+    let off = Config {
+        enable_sockets: false,
+        ..cfg.clone()
+    };
+    let e = Pool::open(&off, "localhost", "b.set", 4 * MIB, 1).err().expect("no transport");
+    assert_eq!(e.errno(), libc::ENOMEDIUM, "{e}");
+}
