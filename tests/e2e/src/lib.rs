@@ -1,5 +1,472 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Shared harness of the end-to-end tests.
+//!
+//! Everything here drives real processes: the installed binaries and library
+//! under [`prefix()`], a daemon reached through `rpmem-ssh-local`
+//! ([`LocalTarget`]), or a real OpenSSH server on loopback ([`Sshd`]).
+//!
+//! Functions panic with a clear message on failure: they are meant for tests.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Root of the cargo workspace (two levels above this crate).
+pub fn workspace_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = here
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests/e2e has a workspace two levels up");
+        root.canonicalize().unwrap_or_else(|_| root.to_path_buf())
+    })
+}
+
+/// The install prefix holding `bin/rpmemd`, `bin/rpmem`, `bin/rpmem-ssh-local`,
+/// `lib/librpmem.so.1`, `include/librpmem.h` and `lib/pkgconfig/librpmem.pc`.
+///
+/// `RPMEM_PREFIX` if set (`make test` sets it); otherwise runs
+/// `make install PREFIX=<workspace>/target/test-prefix` once per process,
+/// serialised across processes with a file lock, and returns that prefix.
+///
+/// # Panics
+/// If the build or install fails (with make's output).
+pub fn prefix() -> &'static Path {
+    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        if let Some(p) = std::env::var_os("RPMEM_PREFIX").filter(|p| !p.is_empty()) {
+            let p = PathBuf::from(p);
+            let p = p
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("RPMEM_PREFIX={} is not usable: {e}", p.display()));
+            return p;
+        }
+        let root = workspace_root();
+        let target = root.join("target");
+        fs::create_dir_all(&target)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", target.display()));
+        let prefix = target.join("test-prefix");
+        let lock_path = target.join(".test-prefix.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
+        // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(
+            rc,
+            0,
+            "flock {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
+        eprintln!("e2e: building and installing into {}", prefix.display());
+        let out = Command::new("make")
+            .arg("-C")
+            .arg(root)
+            .arg("--no-print-directory")
+            .arg("install")
+            .arg(format!("PREFIX={}", prefix.display()))
+            .arg("DESTDIR=")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run make: {e}"));
+        drop(lock);
+        if !out.status.success() {
+            panic!(
+                "`make install PREFIX={}` failed ({}):\n{}\n{}",
+                prefix.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        prefix
+    })
+}
+
+/// Path of an installed program: `<prefix>/bin/<name>`.
+pub fn bin(name: &str) -> PathBuf {
+    prefix().join("bin").join(name)
+}
+
+/// A target served on this machine: a temporary poolset directory (removed on
+/// drop) and the environment that makes the library reach a daemon on it
+/// through `rpmem-ssh-local`.
+pub struct LocalTarget {
+    dir: TempDir,
+}
+
+impl Default for LocalTarget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalTarget {
+    /// Creates a fresh, empty poolset directory.
+    pub fn new() -> LocalTarget {
+        let dir = tempfile::Builder::new()
+            .prefix("rpmem-target-")
+            .tempdir()
+            .expect("create temporary poolset directory");
+        LocalTarget { dir }
+    }
+
+    /// The poolset directory (absolute).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `<dir>/<name>` and returns its path.
+    pub fn write_poolset(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir().join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        }
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    /// Path of the daemon's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir().join("rpmemd.log")
+    }
+
+    /// The `RPMEM_CMD` value for this target.
+    pub fn rpmem_cmd(&self) -> String {
+        format!(
+            "{} --poolset-dir={} --log-file={} --log-level=debug",
+            bin("rpmemd").display(),
+            self.dir().display(),
+            self.log_path().display()
+        )
+    }
+
+    /// `[("RPMEM_SSH", <prefix>/bin/rpmem-ssh-local), ("RPMEM_CMD", <prefix>/bin/rpmemd
+    /// --poolset-dir=<dir> --log-file=<dir>/rpmemd.log --log-level=debug)]`.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "RPMEM_SSH".to_string(),
+                bin("rpmem-ssh-local").display().to_string(),
+            ),
+            ("RPMEM_CMD".to_string(), self.rpmem_cmd()),
+        ]
+    }
+
+    /// Contents of the daemon's log; empty if there is none.
+    pub fn log(&self) -> String {
+        fs::read(self.log_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+static UNIQUE: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch_dir() -> PathBuf {
+    let dir = workspace_root().join("target").join("e2e-scratch");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// Compiles one C source against the installed library:
+/// `cc -Wall -Werror -O1 SRC -I<prefix>/include -L<prefix>/lib
+/// -Wl,-rpath,<prefix>/lib -lrpmem -lpthread -o OUT`, and returns OUT.
+///
+/// # Panics
+/// With the compiler's output if compilation fails.
+pub fn compile_c(src: &Path) -> PathBuf {
+    let p = prefix();
+    let stem = src
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "prog".into());
+    let out = scratch_dir().join(format!(
+        "{stem}-{}-{}",
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let res = Command::new("cc")
+        .args(["-Wall", "-Werror", "-O1"])
+        .arg(src)
+        .arg(format!("-I{}", p.join("include").display()))
+        .arg(format!("-L{}", p.join("lib").display()))
+        .arg(format!("-Wl,-rpath,{}", p.join("lib").display()))
+        .args(["-lrpmem", "-lpthread", "-o"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cc: {e}"));
+    if !res.status.success() {
+        panic!(
+            "compiling {} failed ({}):\n{}{}",
+            src.display(),
+            res.status,
+            String::from_utf8_lossy(&res.stdout),
+            String::from_utf8_lossy(&res.stderr)
+        );
+    }
+    out
+}
+
+fn reader<R: Read + Send + 'static>(mut r: R) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+fn kill_group(child: &mut Child) {
+    // SAFETY: signalling the process group we created for the child.
+    unsafe {
+        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+    }
+    let _ = child.kill();
+}
+
+/// Runs `cmd` with stdin from /dev/null and stdout/stderr captured, in its own
+/// process group; returns its output. If it (or a descendant holding its
+/// output open) is still running after `limit`, the whole group is killed and
+/// the call panics saying the command hung, with whatever it printed.
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    let start = Instant::now();
+    let deadline = start + limit;
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    let out_rx = reader(child.stdout.take().expect("piped stdout"));
+    let err_rx = reader(child.stderr.take().expect("piped stderr"));
+    let mut status: Option<ExitStatus> = None;
+    let mut stdout: Option<Vec<u8>> = None;
+    let mut stderr: Option<Vec<u8>> = None;
+    loop {
+        if status.is_none() {
+            status = child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("wait {desc}: {e}"));
+        }
+        if stdout.is_none() {
+            stdout = out_rx.try_recv().ok();
+        }
+        if stderr.is_none() {
+            stderr = err_rx.try_recv().ok();
+        }
+        if let (Some(status), Some(stdout), Some(stderr)) = (status, &stdout, &stderr) {
+            return Output {
+                status,
+                stdout: stdout.clone(),
+                stderr: stderr.clone(),
+            };
+        }
+        if Instant::now() >= deadline {
+            kill_group(&mut child);
+            let _ = child.wait();
+            let grab = |rx: &mpsc::Receiver<Vec<u8>>, got: Option<Vec<u8>>| {
+                got.or_else(|| rx.recv_timeout(Duration::from_secs(2)).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            };
+            let so = grab(&out_rx, stdout);
+            let se = grab(&err_rx, stderr);
+            let what = if status.is_some() {
+                "exited but a descendant kept its output open"
+            } else {
+                "did not exit"
+            };
+            panic!(
+                "command hung ({what} within {limit:?}), killed: {desc}\n--- stdout:\n{so}\n--- stderr:\n{se}"
+            );
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether the tests run as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// An OpenSSH server on 127.0.0.1 with generated keys, run as a child and
+/// killed on drop. Only usable as root.
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    wrapper: PathBuf,
+    dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local address").port()
+}
+
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ssh-keygen: {e}"));
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Sshd {
+    /// Starts sshd, or returns `None` (after printing why) when not root or
+    /// `/usr/sbin/sshd` is absent.
+    ///
+    /// # Panics
+    /// If sshd is present but cannot be brought up.
+    pub fn start() -> Option<Sshd> {
+        if !is_root() || !Path::new(SSHD).exists() {
+            eprintln!("skipping: needs root and sshd");
+            return None;
+        }
+        fs::create_dir_all("/run/sshd").expect("mkdir -p /run/sshd");
+        let dir = tempfile::Builder::new()
+            .prefix("rpmem-sshd-")
+            .tempdir()
+            .expect("temporary sshd directory");
+        let d = dir.path();
+        let host_key = d.join("host_key");
+        let client_key = d.join("client_key");
+        keygen(&host_key);
+        keygen(&client_key);
+        let pubkey = fs::read(d.join("client_key.pub")).expect("read client public key");
+        let auth = d.join("authorized_keys");
+        fs::write(&auth, pubkey).expect("write authorized_keys");
+        let known = d.join("known_hosts");
+        let wrapper = d.join("ssh-wrap");
+        fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec ssh -F /dev/null -i '{}' -o IdentitiesOnly=yes \
+                 -o UserKnownHostsFile='{}' -o StrictHostKeyChecking=no \
+                 -o LogLevel=ERROR \"$@\"\n",
+                client_key.display(),
+                known.display()
+            ),
+        )
+        .expect("write ssh wrapper");
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
+            .expect("chmod ssh wrapper");
+
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            let cfg = d.join("sshd_config");
+            fs::write(
+                &cfg,
+                format!(
+                    "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     StrictModes no\nPidFile {}\nUsePAM no\n\
+                     PermitRootLogin prohibit-password\nAcceptEnv none\n",
+                    host_key.display(),
+                    auth.display(),
+                    d.join("sshd.pid").display()
+                ),
+            )
+            .expect("write sshd_config");
+            let log = fs::File::create(d.join("sshd.log")).expect("create sshd log");
+            let mut child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(st)) = child.try_wait() {
+                    last_err = format!(
+                        "sshd exited ({st}): {}",
+                        fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+                    );
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Sshd {
+                        child,
+                        port,
+                        wrapper,
+                        dir,
+                    });
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_err = "sshd did not accept connections within 10 s".into();
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("cannot start sshd: {last_err}");
+    }
+
+    /// The port sshd listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// An executable that runs `ssh` with the generated client key and no host
+    /// key checking; use it as `RPMEM_SSH`.
+    pub fn ssh_wrapper(&self) -> &Path {
+        &self.wrapper
+    }
+
+    /// The target address: `127.0.0.1:PORT`.
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What sshd has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]
@@ -7,8 +474,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn run_with_timeout_captures_output() {
+        let out = run_with_timeout(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    #[should_panic(expected = "hung")]
+    fn run_with_timeout_kills_hung_command() {
+        run_with_timeout(
+            Command::new("sh").args(["-c", "sleep 30"]),
+            Duration::from_millis(300),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "descendant")]
+    fn run_with_timeout_catches_lingering_descendant() {
+        run_with_timeout(
+            Command::new("sh").args(["-c", "sleep 30 & exit 0"]),
+            Duration::from_millis(300),
+        );
+    }
+
+    #[test]
+    fn local_target_env_and_files() {
+        let t = LocalTarget::new();
+        let p = t.write_poolset("a.set", "PMEMPOOLSET\n");
+        assert_eq!(fs::read_to_string(&p).unwrap(), "PMEMPOOLSET\n");
+        assert!(p.starts_with(t.dir()));
+        assert_eq!(t.log(), "");
+        let dir = t.dir().to_path_buf();
+        drop(t);
+        assert!(!dir.exists());
     }
 }

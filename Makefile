@@ -1,0 +1,63 @@
+# rpmem — build, install, demo and test.
+#
+#   make build                 release build of the whole workspace
+#   make install PREFIX=DIR    install binaries, library, header, pkg-config file
+#                              (default PREFIX=/usr/local; DESTDIR honoured)
+#   make demo                  install into target/demo-prefix and run `rpmem demo`
+#   make test                  install into target/test-prefix and run every test
+#   make lint                  rustfmt check + clippy with warnings as errors
+
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+# Where cargo puts its output (honours CARGO_TARGET_DIR).
+TARGET_DIR  := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
+RELEASE_DIR := $(TARGET_DIR)/release
+VERSION     := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' $(CURDIR)/Cargo.toml | head -n 1)
+
+BINARIES := rpmemd rpmem rpmem-ssh-local
+CAPI_SO  := librpmem_capi.so
+HEADER   ?= $(CURDIR)/crates/librpmem/include/librpmem.h
+PC_IN    ?= $(CURDIR)/crates/librpmem/librpmem.pc.in
+
+DEMO_PREFIX := $(CURDIR)/target/demo-prefix
+TEST_PREFIX := $(CURDIR)/target/test-prefix
+
+BINDIR := $(DESTDIR)$(PREFIX)/bin
+LIBDIR := $(DESTDIR)$(PREFIX)/lib
+INCDIR := $(DESTDIR)$(PREFIX)/include
+PCDIR  := $(LIBDIR)/pkgconfig
+
+.PHONY: all build install demo test lint clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+# `install` (coreutils) unlinks before writing, so processes still running the
+# old binaries or library are not disturbed.
+install: build
+	install -d $(BINDIR) $(LIBDIR) $(INCDIR) $(PCDIR)
+	install -m 0755 $(addprefix $(RELEASE_DIR)/,$(BINARIES)) $(BINDIR)/
+	install -m 0755 $(RELEASE_DIR)/$(CAPI_SO) $(LIBDIR)/librpmem.so.1
+	ln -sfn librpmem.so.1 $(LIBDIR)/librpmem.so
+	install -m 0644 $(HEADER) $(INCDIR)/librpmem.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $(PC_IN) > $(PCDIR)/librpmem.pc.tmp
+	mv -f $(PCDIR)/librpmem.pc.tmp $(PCDIR)/librpmem.pc
+
+demo:
+	$(MAKE) --no-print-directory install PREFIX=$(DEMO_PREFIX) DESTDIR=
+	$(DEMO_PREFIX)/bin/rpmem demo
+
+test:
+	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) DESTDIR=
+	RPMEM_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
