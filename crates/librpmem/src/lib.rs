@@ -1,14 +1,40 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The C ABI of rpmem: a drop-in `librpmem.so.1` implementing librpmem API 1.3
+//! (see `include/librpmem.h` and the librpmem(7), rpmem_create(3) and
+//! rpmem_persist(3) man pages) on top of the [`rpmem`] client engine.
+//!
+//! Layout:
+//! - [`api`]: the twelve exported `rpmem_*` functions. Each body runs inside
+//!   [`ffi_boundary!`], which catches panics, and reports failures through
+//!   errno and the thread-local message of [`error`].
+//! - [`ffi`]: the only place that turns raw C pointers into Rust values.
+//! - [`attr`]: `struct rpmem_pool_attr` and its conversion to [`rpmem::PoolAttr`].
+//! - [`error`]: the crate's error type, its errno mapping and `rpmem_errormsg`'s buffer.
+//!   Its `.symver` directives bind the exports to the `LIBRPMEM_1.0` version node.
+//!
+//! The engine does the semantic checks (alignment, ranges, lanes, flags, the
+//! header guard); this crate checks what only C can get wrong: NULL
+//! pointers, strings that are not UTF-8, `*nlanes == 0`, buffer lengths and
+//! `rpmem_remove` flags.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+#[macro_use]
+mod macros;
+
+pub mod api;
+pub mod attr;
+pub mod error;
+mod ffi;
+
+pub use api::*;
+pub use attr::RpmemPoolAttr;
+
+/// `RPMEM_MAJOR_VERSION` of the header this library implements.
+pub const MAJOR_VERSION: u32 = 1;
+/// `RPMEM_MINOR_VERSION` of the header this library implements.
+pub const MINOR_VERSION: u32 = 3;
+/// `RPMEM_REMOVE_FORCE`.
+pub const REMOVE_FORCE: i32 = 0x1;
+/// `RPMEM_REMOVE_POOL_SET`.
+pub const REMOVE_POOL_SET: i32 = 0x2;
