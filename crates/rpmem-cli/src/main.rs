@@ -1,3 +1,88 @@
+//! `rpmem`: a command-line tool for remote pools.
+//!
+//! `rpmem demo` shows the whole path working on one machine; `create`, `info`
+//! and `rm` manage pools on a target reached the way librpmem reaches it
+//! (`RPMEM_SSH`, `RPMEM_CMD`). Errors are printed as one line,
+//! `rpmem: <message>`, and the exit status is the errno of the failure (1 when
+//! there is none).
+
+mod commands;
+mod demo;
+mod error;
+mod units;
+
+use clap::{Parser, Subcommand};
+
+use error::CliError;
+
+/// Command line of `rpmem`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rpmem",
+    version,
+    about = "Create, inspect and remove remote persistent-memory pools",
+    after_help = "The target is reached by running $RPMEM_SSH (default ssh) which starts \
+                  $RPMEM_CMD (default rpmemd) on it; see README.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands. (A `bench` subcommand is planned; it goes here, with its
+/// code in its own module like `demo`.)
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a self-contained demonstration on this machine: create a pool,
+    /// persist a pattern, read it back, verify, close and remove it.
+    Demo(demo::DemoArgs),
+    /// Create the pool described by a pool set file on the target.
+    Create(commands::CreateArgs),
+    /// Open a pool and print its attributes, lanes and header state.
+    Info(commands::InfoArgs),
+    /// Remove a pool's part files (and, with --pool-set, its pool set file).
+    Rm(commands::RmArgs),
+}
+
+fn run(cli: Cli) -> error::Result<()> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Create(a) => commands::create(a),
+        Command::Info(a) => commands::info(a),
+        Command::Rm(a) => commands::rm(a),
+    }
+}
+
 fn main() {
-    println!("Hello, world!");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            // clap's message without its usage block, on one line.
+            let text = e.render().to_string();
+            let msg = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let first = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("rpmem: {first} (try 'rpmem --help')");
+            std::process::exit(CliError::Usage(String::new()).exit_code());
+        }
+    };
+    if let Err(e) = run(cli) {
+        let msg = e.to_string().replace('\n', " ");
+        eprintln!("rpmem: {msg}");
+        std::process::exit(e.exit_code());
+    }
 }

@@ -80,8 +80,8 @@ fn parse(args: Vec<OsString>) -> Result<Invocation, Error> {
             break;
         }
         // A cluster of option letters, getopt style: `-4T`, `-p22`, `-oX=y`.
-        let mut chars = arg[1..].char_indices();
-        while let Some((pos, c)) = chars.next() {
+        let chars = arg[1..].char_indices();
+        for (pos, c) in chars {
             if FLAGS.contains(c) {
                 continue;
             }

@@ -253,6 +253,8 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
     let start = Instant::now();
     let deadline = start + limit;
     let desc = format!("{cmd:?}");
+    // The child is reaped by `try_wait` on success and by `wait` after a kill.
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
