@@ -53,7 +53,7 @@ demo:
 
 test:
 	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) DESTDIR=
-	RPMEM_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --release
+	RPMEM_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --release --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
