@@ -317,6 +317,11 @@ pub fn is_root() -> bool {
 
 const SSHD: &str = "/usr/sbin/sshd";
 
+fn in_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+}
+
 /// An OpenSSH server on 127.0.0.1 with generated keys, run as a child and
 /// killed on drop. Only usable as root.
 pub struct Sshd {
@@ -354,6 +359,10 @@ impl Sshd {
     pub fn start() -> Option<Sshd> {
         if !is_root() || !Path::new(SSHD).exists() {
             eprintln!("skipping: needs root and sshd");
+            return None;
+        }
+        if !in_path("ssh") || !in_path("ssh-keygen") {
+            eprintln!("skipping: needs root and sshd (the ssh client is not installed)");
             return None;
         }
         fs::create_dir_all("/run/sshd").expect("mkdir -p /run/sshd");
