@@ -3,7 +3,9 @@
  * must produce and a non-empty rpmem_errormsg(). After every refused call
  * on a live handle, a valid rpmem_persist on that handle must still succeed.
  *
- * usage: badcalls TARGET
+ * usage: badcalls TARGET [ESCAPE_SET]
+ * ESCAPE_SET (default "../escape.set") is a pool set name that leads outside
+ * the poolset directory; creating it must be refused with EINVAL.
  * The target's poolset directory must hold (the driver writes them):
  *   hdr.set        headers, one 8 MiB part
  *   exists.set     headers, one 8 MiB part
@@ -161,11 +163,12 @@ dup_env(const char *name)
 int
 main(int argc, char *argv[])
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: badcalls TARGET\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: badcalls TARGET [ESCAPE_SET]\n");
 		return 2;
 	}
 	target = argv[1];
+	const char *escape = argc > 2 ? argv[2] : "../escape.set";
 	memset(&attr, 0, sizeof(attr));
 	memcpy(attr.signature, "BADCALL", 8);
 	attr.major = 1;
@@ -232,7 +235,7 @@ main(int argc, char *argv[])
 	ROW_P("create: poolset file missing", rpmem_create(target,
 		"missing.set", pool2, POOL_SIZE, nlp, &attr), ENOENT);
 	ROW_P("create: pool set name outside the poolset dir", rpmem_create(
-		target, "../escape.set", pool2, POOL_SIZE, nlp, &attr), EINVAL);
+		target, escape, pool2, POOL_SIZE, nlp, &attr), EINVAL);
 	ROW_P("open: poolset file missing", rpmem_open(target, "missing.set",
 		pool2, POOL_SIZE, nlp, NULL), ENOENT);
 	ROW_P("open: pool (part file) missing", rpmem_open(target,

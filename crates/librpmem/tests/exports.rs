@@ -73,8 +73,9 @@ fn exports_exactly_the_api_with_version_librpmem_1_0() {
     let t = run(Command::new("objdump").arg("-T").arg(&lib));
     for name in EXPORTS {
         assert!(
-            t.lines().any(|l| l.ends_with(&format!(" LIBRPMEM_1.0 {name}"))
-                || l.ends_with(&format!(" LIBRPMEM_1.0\t{name}"))),
+            t.lines()
+                .any(|l| l.ends_with(&format!(" LIBRPMEM_1.0 {name}"))
+                    || l.ends_with(&format!(" LIBRPMEM_1.0\t{name}"))),
             "objdump -T shows no LIBRPMEM_1.0 {name}:\n{t}"
         );
     }
@@ -122,7 +123,10 @@ fn c_program_against_header_and_library() {
         "program does not reference rpmem_create@LIBRPMEM_1.0:\n{t}"
     );
     let d = run(Command::new("readelf").arg("-d").arg(&exe));
-    assert!(d.contains("[librpmem.so.1]"), "NEEDED librpmem.so.1 missing:\n{d}");
+    assert!(
+        d.contains("[librpmem.so.1]"),
+        "NEEDED librpmem.so.1 missing:\n{d}"
+    );
     let out = run(&mut Command::new(&exe));
     assert!(out.contains("0 failures"), "{out}");
 
