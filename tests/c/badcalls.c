@@ -231,6 +231,27 @@ main(int argc, char *argv[])
 	ROW_I("set_attr: rpp NULL", rpmem_set_attr(NULL, &attr), EINVAL, NULL);
 	ROW_I("close: rpp NULL", rpmem_close(NULL), EINVAL, NULL);
 
+	/* ---- no way to the target (the environment is read at every call) ---- */
+	char *ssh = dup_env("RPMEM_SSH"), *cmd = dup_env("RPMEM_CMD");
+	set_env("RPMEM_SSH", "/bin/false");
+	nl = 1;
+	ROW_P("create: RPMEM_SSH=/bin/false", rpmem_create(target,
+		"nohdrs.set", pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
+	ROW_P("open: RPMEM_SSH=/bin/false", rpmem_open(target, "exists.set",
+		pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
+	set_env("RPMEM_SSH", "/nonexistent/rpmem-no-such-ssh");
+	ROW_P("create: RPMEM_SSH names no program", rpmem_create(target,
+		"nohdrs.set", pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
+	set_env("RPMEM_SSH", ssh);
+	set_env("RPMEM_CMD", "false");
+	ROW_P("open: RPMEM_CMD=false (daemon exits at once)", rpmem_open(target,
+		"exists.set", pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
+	set_env("RPMEM_CMD", cmd);
+	set_env("RPMEM_ENABLE_SOCKETS", "0");
+	ROW_P("open: RPMEM_ENABLE_SOCKETS=0 (no transport)", rpmem_open(target,
+		"exists.set", pool2, POOL_SIZE, nlp, NULL), ENOMEDIUM);
+	set_env("RPMEM_ENABLE_SOCKETS", NULL);
+
 	/* ---- refused by the target ---- */
 	ROW_P("create: poolset file missing", rpmem_create(target,
 		"missing.set", pool2, POOL_SIZE, nlp, &attr), ENOENT);
@@ -346,26 +367,7 @@ main(int argc, char *argv[])
 		live, 0, 8, lanes, 0), EINVAL, live);
 	ROW_I("close: nohdrs.set", rpmem_close(live), 0, NULL);
 
-	/* ---- no way to the target ---- */
-	char *ssh = dup_env("RPMEM_SSH"), *cmd = dup_env("RPMEM_CMD");
-	set_env("RPMEM_SSH", "/bin/false");
-	nl = 1;
-	ROW_P("create: RPMEM_SSH=/bin/false", rpmem_create(target,
-		"nohdrs.set", pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
-	ROW_P("open: RPMEM_SSH=/bin/false", rpmem_open(target, "exists.set",
-		pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
-	set_env("RPMEM_SSH", "/nonexistent/rpmem-no-such-ssh");
-	ROW_P("create: RPMEM_SSH names no program", rpmem_create(target,
-		"nohdrs.set", pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
-	set_env("RPMEM_SSH", ssh);
-	set_env("RPMEM_CMD", "exit 3");
-	ROW_P("open: RPMEM_CMD daemon exits at once", rpmem_open(target,
-		"exists.set", pool2, POOL_SIZE, nlp, NULL), ECONNRESET);
-	set_env("RPMEM_CMD", cmd);
-	set_env("RPMEM_ENABLE_SOCKETS", "0");
-	ROW_P("open: RPMEM_ENABLE_SOCKETS=0 (no transport)", rpmem_open(target,
-		"exists.set", pool2, POOL_SIZE, nlp, NULL), ENOMEDIUM);
-	set_env("RPMEM_ENABLE_SOCKETS", NULL);
+	/* the environment changes above left no trace */
 	nl = 1;
 	ex = rpmem_open(target, "exists.set", pool2, POOL_SIZE, nlp, NULL);
 	ROW_I("open + close: exists.set with environment restored",
