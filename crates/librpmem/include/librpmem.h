@@ -7,6 +7,12 @@
  *
  * See librpmem(7), rpmem_create(3) and rpmem_persist(3) for details.
  *
+ * Errors: functions returning a pointer return NULL, the others a non-zero
+ * value (-1); errno is set and rpmem_errormsg() returns a thread-local
+ * message saying why, valid until the next failing call in that thread.
+ * The environment (RPMEM_SSH, RPMEM_CMD, ...) is read at every
+ * rpmem_create(), rpmem_open() and rpmem_remove().
+ *
  * SPDX-License-Identifier: BSD-3-Clause
  */
 
@@ -51,6 +57,7 @@ RPMEMpool *rpmem_open(const char *target, const char *pool_set_name,
 
 int rpmem_set_attr(RPMEMpool *rpp, const struct rpmem_pool_attr *attr);
 
+/* frees the handle even when it returns an error */
 int rpmem_close(RPMEMpool *rpp);
 
 #define RPMEM_PERSIST_RELAXED	(1U << 0)
@@ -80,6 +87,10 @@ int rpmem_remove(const char *target, const char *pool_set, int flags);
  */
 #define RPMEM_MAJOR_VERSION 1
 #define RPMEM_MINOR_VERSION 3
+/*
+ * Returns NULL, or a message in the thread-local buffer of rpmem_errormsg()
+ * that must not be freed.
+ */
 const char *rpmem_check_version(unsigned major_required,
 	unsigned minor_required);
 

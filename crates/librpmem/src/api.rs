@@ -1,6 +1,6 @@
 //! The exported librpmem API 1.3.
 //!
-//! Every function runs its body behind [`ffi_boundary!`]: no panic crosses
+//! Every function runs its body behind `ffi_boundary!`: no panic crosses
 //! into C; a failure returns NULL / -1, sets errno and this thread's message
 //! (see [`rpmem_errormsg`]). A call refused for its arguments leaves a live
 //! handle usable.
@@ -325,7 +325,9 @@ pub extern "C" fn rpmem_check_version(
     major_required: c_uint,
     minor_required: c_uint,
 ) -> *const c_char {
-    let fail = std::ptr::null();
+    // Should anything panic, the answer must still read as a failure: the
+    // boundary then returns the message buffer, which holds the reason.
+    let fail = error::message_ptr();
     error::boundary("rpmem_check_version", fail, || {
         let msg = if major_required != MAJOR_VERSION {
             format!(

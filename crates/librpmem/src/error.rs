@@ -128,7 +128,7 @@ pub fn report(func: &str, err: &CapiError) {
     ffi::set_errno(err.errno());
 }
 
-/// The panic boundary behind [`ffi_boundary!`]: runs `body`, returns its value
+/// The panic boundary behind `ffi_boundary!`: runs `body`, returns its value
 /// on success and `fail` after reporting any error or caught panic.
 pub fn boundary<T, F>(func: &'static str, fail: T, body: F) -> T
 where

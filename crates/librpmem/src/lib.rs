@@ -4,9 +4,9 @@
 //!
 //! Layout:
 //! - [`api`]: the twelve exported `rpmem_*` functions. Each body runs inside
-//!   [`ffi_boundary!`], which catches panics, and reports failures through
+//!   `ffi_boundary!`, which catches panics, and reports failures through
 //!   errno and the thread-local message of [`error`].
-//! - [`ffi`]: the only place that turns raw C pointers into Rust values.
+//! - `ffi`: the only place that turns raw C pointers into Rust values.
 //! - [`attr`]: `struct rpmem_pool_attr` and its conversion to [`rpmem::PoolAttr`].
 //! - [`error`]: the crate's error type, its errno mapping and `rpmem_errormsg`'s buffer.
 //!   Its `.symver` directives bind the exports to the `LIBRPMEM_1.0` version node.

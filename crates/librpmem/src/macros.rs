@@ -16,7 +16,7 @@ macro_rules! ffi_boundary {
     };
 }
 
-/// Fails the enclosing [`ffi_boundary!`] body with EINVAL ("`<arg>` is NULL")
+/// Fails the enclosing `ffi_boundary!` body with EINVAL ("`<arg>` is NULL")
 /// when the raw pointer argument is NULL.
 macro_rules! non_null {
     ($($arg:ident),+ $(,)?) => {
