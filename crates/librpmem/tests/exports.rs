@@ -131,6 +131,11 @@ fn c_program_against_header_and_library() {
     assert!(out.contains("0 failures"), "{out}");
 
     // The header is valid C++ too (extern "C" guards).
+    if Command::new("c++").arg("--version").output().is_err() {
+        eprintln!("no C++ compiler: header not checked as C++");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let cxx = dir.join("hdr.cc");
     std::fs::write(
         &cxx,
