@@ -110,13 +110,17 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
     pool.read(&mut buf, 4096, 0).unwrap();
     assert_eq!(&buf, b"data");
     // A pool open elsewhere is busy.
-    let busy = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).err().expect("busy");
+    let busy = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1)
+        .err()
+        .expect("busy");
     assert_eq!(busy.errno(), libc::EBUSY, "{busy}");
     pool.close().unwrap();
 
     rpmem::remove(&cfg, "localhost", "hdr.set", RemoveFlags::default()).unwrap();
     assert!(!part.exists());
-    let e = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).err().expect("gone");
+    let e = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1)
+        .err()
+        .expect("gone");
     assert_eq!(e.errno(), libc::ENOENT, "{e}");
 }
 
@@ -157,7 +161,10 @@ fn four_lanes_from_four_threads_land_every_byte() {
         h.join().unwrap();
     }
     let on_disk = fs::read(&part).unwrap();
-    assert!(on_disk[..8 * MIB] == pool.region()[..], "part file differs from the region");
+    assert!(
+        on_disk[..8 * MIB] == pool.region()[..],
+        "part file differs from the region"
+    );
     let mut back = vec![0u8; 8 * MIB];
     pool.read(&mut back, 0, 3).unwrap();
     assert!(back == pool.region(), "remote read differs from the region");
@@ -192,7 +199,9 @@ fn bad_arguments_are_refused_without_breaking_the_pool() {
     pool.close().unwrap();
 
     // Remote pool smaller than the local region.
-    let e = Pool::open(&cfg, "localhost", "b.set", 8 * MIB, 1).err().expect("too big");
+    let e = Pool::open(&cfg, "localhost", "b.set", 8 * MIB, 1)
+        .err()
+        .expect("too big");
     assert_eq!(e.errno(), libc::EFBIG, "{e}");
     // Attributes that do not match the set's header option.
     let e = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 1, Some(&attr()))
@@ -200,20 +209,26 @@ fn bad_arguments_are_refused_without_breaking_the_pool() {
         .expect("attr on NOHDRS");
     assert!([libc::EINVAL, libc::EEXIST].contains(&e.errno()), "{e}");
     // Missing pool set.
-    let e = Pool::open(&cfg, "localhost", "nope.set", 4 * MIB, 1).err().expect("missing");
+    let e = Pool::open(&cfg, "localhost", "nope.set", 4 * MIB, 1)
+        .err()
+        .expect("missing");
     assert_eq!(e.errno(), libc::ENOENT, "{e}");
     // Unreachable target: the ssh client does not exist.
     let bad = Config {
         ssh: "/nonexistent/ssh".into(),
         ..cfg.clone()
     };
-    let e = Pool::open(&bad, "localhost", "b.set", 4 * MIB, 1).err().expect("no ssh");
+    let e = Pool::open(&bad, "localhost", "b.set", 4 * MIB, 1)
+        .err()
+        .expect("no ssh");
     assert_eq!(e.errno(), libc::ECONNRESET, "{e}");
     // The TCP transport switched off leaves none.
     let off = Config {
         enable_sockets: false,
         ..cfg.clone()
     };
-    let e = Pool::open(&off, "localhost", "b.set", 4 * MIB, 1).err().expect("no transport");
+    let e = Pool::open(&off, "localhost", "b.set", 4 * MIB, 1)
+        .err()
+        .expect("no transport");
     assert_eq!(e.errno(), libc::ENOMEDIUM, "{e}");
 }
