@@ -1,14 +1,29 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Target-side storage of rpmem: everything rpmemd does with files.
+//!
+//! - [`PoolSet`]: pool set files (poolset(5)) for remote pools.
+//! - [`PoolHeader`]: the 4 KiB header in PMDK's on-media layout, with
+//!   PMDK's checksum.
+//! - [`Pool`]: parts created or opened, locked (exclusive `flock`), mapped
+//!   shared, addressed as one remote pool; writes, reads, socket transfers
+//!   and coalesced durability.
+//! - [`resolve_name`] and [`remove`]: pool set names and `rpmemd --remove`.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod error;
+pub mod header;
+mod pool;
+pub mod poolset;
+mod remove;
+mod sys;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use error::{ErrorKind, Result, StorageError};
+pub use header::PoolHeader;
+pub use pool::{Pool, Range};
+pub use poolset::{HeaderMode, PartSpec, PoolSet};
+pub use remove::{remove, resolve_name};
+
+/// Page size assumed for alignment of parts and durability spans.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of a pool header; with headers, the pool's first `HDR_SIZE` bytes.
+pub const HDR_SIZE: u64 = 4096;
+/// Smallest part size accepted (librpmem's `RPMEM_MIN_PART`).
+pub const MIN_PART: u64 = 2 << 20;

@@ -1,0 +1,489 @@
+//! An open remote pool: its parts mapped, locked, and addressed as one range.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rpmem_proto::PoolAttr;
+
+use crate::error::{Result, StorageError};
+use crate::header::{PoolHeader, HEADER_LEN};
+use crate::poolset::PoolSet;
+use crate::sys::{self, Mapping};
+use crate::PAGE_SIZE;
+
+/// A byte range of the remote pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Range {
+    /// First byte.
+    pub offset: u64,
+    /// Number of bytes.
+    pub len: u64,
+}
+
+struct Part {
+    path: PathBuf,
+    file: File,
+    map: Mapping,
+    is_device: bool,
+}
+
+/// A contiguous piece of the pool that lives in one part.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    pool_off: u64,
+    len: u64,
+    part: usize,
+    part_off: u64,
+}
+
+/// An open, exclusively locked remote pool.
+///
+/// All data operations take `&self` and may run concurrently from several
+/// threads (lanes); see the `sys` module for why that is sound.
+pub struct Pool {
+    set: PoolSet,
+    parts: Vec<Part>,
+    segments: Vec<Segment>,
+    size: u64,
+    attr: Mutex<Option<PoolAttr>>,
+}
+
+/// Removes the files a failed create made.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+fn random_uuid() -> [u8; 16] {
+    let mut u = [0u8; 16];
+    if getrandom::getrandom(&mut u).is_err() {
+        // Fall back to time-derived bytes: uniqueness, not secrecy, matters.
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ u128::from(std::process::id()) << 64;
+        u = t.to_le_bytes();
+    }
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
+impl Pool {
+    fn assemble(set: &PoolSet, files: Vec<(PathBuf, File, bool)>) -> Result<Pool> {
+        let mut parts = Vec::with_capacity(files.len());
+        let mut segments = Vec::with_capacity(files.len());
+        let mut pool_off = 0;
+        for (i, (path, file, is_device)) in files.into_iter().enumerate() {
+            let aligned = set.parts[i].size / PAGE_SIZE * PAGE_SIZE;
+            let len = usize::try_from(aligned).map_err(|_| {
+                StorageError::Config(format!("part {} is too large", path.display()))
+            })?;
+            let map = Mapping::new(&file, len).map_err(|e| StorageError::io("map", &path, e))?;
+            let (part_off, seg_len) = set.part_extent(i);
+            segments.push(Segment {
+                pool_off,
+                len: seg_len,
+                part: i,
+                part_off,
+            });
+            pool_off += seg_len;
+            parts.push(Part {
+                path,
+                file,
+                map,
+                is_device,
+            });
+        }
+        Ok(Pool {
+            set: set.clone(),
+            parts,
+            segments,
+            size: pool_off,
+            attr: Mutex::new(None),
+        })
+    }
+
+    /// Creates every part of `set` (each must not exist yet), stores `attr`
+    /// in the headers, and returns the pool open and locked.
+    ///
+    /// `attr` must be `Some` non-zero exactly when the set has headers (no
+    /// `OPTION NOHDRS`). On failure every file this call created is removed.
+    pub fn create(set: &PoolSet, attr: Option<&PoolAttr>) -> Result<Pool> {
+        let attr = attr.filter(|a| !a.is_zero());
+        match (attr.is_some(), set.has_header()) {
+            (true, false) => {
+                return Err(StorageError::Config(format!(
+                    "{} has OPTION NOHDRS but pool attributes were given",
+                    set.path.display()
+                )))
+            }
+            (false, true) => {
+                return Err(StorageError::Config(format!(
+                    "{} has pool headers but no pool attributes were given (use OPTION NOHDRS for a pool without them)",
+                    set.path.display()
+                )))
+            }
+            _ => {}
+        }
+        let mut cleanup = Cleanup(Vec::new());
+        let mut files = Vec::with_capacity(set.parts.len());
+        for spec in &set.parts {
+            let file = if spec.is_device {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&spec.path)
+                    .map_err(|e| StorageError::io("open", &spec.path, e))?
+            } else {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o666)
+                    .open(&spec.path)
+                    .map_err(|e| StorageError::io("create", &spec.path, e))?;
+                cleanup.0.push(spec.path.clone());
+                f
+            };
+            lock(&file, &spec.path)?;
+            if !spec.is_device {
+                sys::allocate(&file, spec.size)
+                    .map_err(|e| StorageError::io("allocate", &spec.path, e))?;
+            }
+            files.push((spec.path.clone(), file, spec.is_device));
+        }
+        let pool = Pool::assemble(set, files)?;
+        if let Some(a) = attr {
+            pool.write_new_headers(a)?;
+        }
+        *pool.attr.lock().unwrap_or_else(|e| e.into_inner()) = attr.copied();
+        cleanup.0.clear();
+        Ok(pool)
+    }
+
+    /// Opens the existing pool of `set`: locks every part, checks sizes and
+    /// verifies the headers.
+    pub fn open(set: &PoolSet) -> Result<Pool> {
+        let mut files = Vec::with_capacity(set.parts.len());
+        for spec in &set.parts {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&spec.path)
+                .map_err(|e| StorageError::io("open", &spec.path, e))?;
+            lock(&file, &spec.path)?;
+            if !spec.is_device {
+                let len = file
+                    .metadata()
+                    .map_err(|e| StorageError::io("stat", &spec.path, e))?
+                    .size();
+                if len != spec.size {
+                    return Err(StorageError::Config(format!(
+                        "part {} is {len} bytes but {} line {} says {}",
+                        spec.path.display(),
+                        set.path.display(),
+                        spec.line,
+                        spec.size
+                    )));
+                }
+            }
+            files.push((spec.path.clone(), file, spec.is_device));
+        }
+        let pool = Pool::assemble(set, files)?;
+        let attr = pool.verify_headers()?;
+        *pool.attr.lock().unwrap_or_else(|e| e.into_inner()) = attr;
+        Ok(pool)
+    }
+
+    fn header_parts(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.parts.len()).filter(|&i| self.set.part_has_header(i))
+    }
+
+    fn read_header(&self, i: usize) -> Result<[u8; HEADER_LEN]> {
+        let mut b = [0u8; HEADER_LEN];
+        self.parts[i]
+            .map
+            .read(0, &mut b)
+            .map_err(|e| StorageError::io("read header of", &self.parts[i].path, e))?;
+        Ok(b)
+    }
+
+    fn write_header(&self, i: usize, h: &PoolHeader) -> Result<()> {
+        let p = &self.parts[i];
+        p.map
+            .write_atomic(0, &h.to_bytes())
+            .map_err(|e| StorageError::io("write header of", &p.path, e))?;
+        p.map
+            .msync(0, HEADER_LEN)
+            .map_err(|e| StorageError::io("sync header of", &p.path, e))
+    }
+
+    fn write_new_headers(&self, attr: &PoolAttr) -> Result<()> {
+        let n = self.parts.len();
+        let uuids: Vec<[u8; 16]> = (0..n)
+            .map(|i| if i == 0 { attr.uuid } else { random_uuid() })
+            .collect();
+        let crtime = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for i in self.header_parts() {
+            let mut h = PoolHeader::from_attr(attr);
+            h.uuid = uuids[i];
+            h.prev_part_uuid = uuids[(i + n - 1) % n];
+            h.next_part_uuid = uuids[(i + 1) % n];
+            h.crtime = crtime;
+            self.write_header(i, &h)?;
+        }
+        Ok(())
+    }
+
+    /// Verifies every header; returns part 0's attributes (None without headers).
+    fn verify_headers(&self) -> Result<Option<PoolAttr>> {
+        if !self.set.has_header() {
+            return Ok(None);
+        }
+        let bad = |i: usize, reason: String| StorageError::BadHeader {
+            path: self.parts[i].path.clone(),
+            reason,
+        };
+        let mut hdrs: Vec<Option<PoolHeader>> = vec![None; self.parts.len()];
+        for i in self.header_parts() {
+            let h = PoolHeader::from_bytes(&self.read_header(i)?).map_err(|r| bad(i, r))?;
+            hdrs[i] = Some(h);
+        }
+        let first = hdrs[0].clone().ok_or_else(|| bad(0, "missing".into()))?;
+        let n = self.parts.len();
+        for i in 0..n {
+            let Some(h) = &hdrs[i] else { continue };
+            if h.poolset_uuid != first.poolset_uuid {
+                return Err(bad(i, "its pool set uuid differs from part 0's".into()));
+            }
+            if h.signature != first.signature || h.major != first.major {
+                return Err(bad(
+                    i,
+                    "its signature or version differs from part 0's".into(),
+                ));
+            }
+            if let Some(next) = &hdrs[(i + 1) % n] {
+                if h.next_part_uuid != next.uuid || next.prev_part_uuid != h.uuid {
+                    return Err(bad(
+                        i,
+                        format!("its link to part {} is broken", (i + 1) % n),
+                    ));
+                }
+            }
+        }
+        Ok(Some(first.to_attr()))
+    }
+
+    /// Size of the remote pool in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the first 4096 bytes are the pool header (writes there must be
+    /// refused by the server).
+    pub fn has_header(&self) -> bool {
+        self.set.has_header()
+    }
+
+    /// The stored attributes (None for a pool without headers).
+    pub fn attr(&self) -> Option<PoolAttr> {
+        *self.attr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pool set this pool was made from.
+    pub fn pool_set(&self) -> &PoolSet {
+        &self.set
+    }
+
+    /// Whether every part is mapped `MAP_SYNC` (persistent memory).
+    pub fn is_pmem(&self) -> bool {
+        self.parts.iter().all(|p| p.map.is_sync())
+    }
+
+    /// Rewrites the attributes in every header (as PMDK's
+    /// `util_replica_set_attr`: part 0's uuid and its neighbours' links follow
+    /// `attr.uuid`), checksums and syncs them.
+    pub fn set_attr(&self, attr: &PoolAttr) -> Result<()> {
+        if !self.has_header() {
+            return Err(StorageError::Config(format!(
+                "{} has no pool header (OPTION NOHDRS): there are no attributes to set",
+                self.set.path.display()
+            )));
+        }
+        let mut cached = self.attr.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.parts.len();
+        let mut hdrs = Vec::new();
+        for i in self.header_parts() {
+            let h = PoolHeader::from_bytes(&self.read_header(i)?).map_err(|reason| {
+                StorageError::BadHeader {
+                    path: self.parts[i].path.clone(),
+                    reason,
+                }
+            })?;
+            hdrs.push((i, h));
+        }
+        for (i, h) in &mut hdrs {
+            h.apply_attr(attr);
+            if *i == 0 {
+                h.uuid = attr.uuid;
+            }
+            if *i == n - 1 {
+                h.next_part_uuid = attr.uuid;
+            }
+            if *i == 1 % n {
+                h.prev_part_uuid = attr.uuid;
+            }
+        }
+        for (i, h) in &hdrs {
+            self.write_header(*i, h)?;
+        }
+        *cached = Some(*attr);
+        Ok(())
+    }
+
+    /// Checks that `offset..offset+len` lies inside the pool.
+    pub fn check_range(&self, offset: u64, len: u64) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(StorageError::OutOfRange {
+                offset,
+                len,
+                size: self.size,
+            }),
+        }
+    }
+
+    /// Calls `f(part, part_offset, pool_offset_delta, len)` for each piece of
+    /// the (checked) range, in order.
+    fn pieces<E>(
+        &self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(&Part, usize, usize, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut off = offset;
+        let end = offset + len;
+        let mut s = self
+            .segments
+            .partition_point(|seg| seg.pool_off + seg.len <= off);
+        while off < end && s < self.segments.len() {
+            let seg = &self.segments[s];
+            let within = off - seg.pool_off;
+            let n = (seg.len - within).min(end - off);
+            f(
+                &self.parts[seg.part],
+                (seg.part_off + within) as usize,
+                (off - offset) as usize,
+                n as usize,
+            )?;
+            off += n;
+            s += 1;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` with 8-byte stores for every aligned word
+    /// (a crash never leaves such a word torn).
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_range(offset, data.len() as u64)?;
+        self.pieces(offset, data.len() as u64, |p, poff, doff, n| {
+            p.map
+                .write_atomic(poff, &data[doff..doff + n])
+                .map_err(|e| StorageError::io("write", &p.path, e))
+        })
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the pool.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        self.pieces(offset, buf.len() as u64, |p, poff, doff, n| {
+            p.map
+                .read(poff, &mut buf[doff..doff + n])
+                .map_err(|e| StorageError::io("read", &p.path, e))
+        })
+    }
+
+    /// Receives `len` bytes from the socket `fd` straight into the pool at
+    /// `offset` (the RELAXED path: no 8-byte atomicity promise).
+    pub fn recv_into(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+        self.check_range(offset, len)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.pieces(offset, len, |p, poff, _, n| p.map.recv(fd, poff, n))
+    }
+
+    /// Sends `len` bytes at `offset` of the pool to the socket `fd`.
+    pub fn send_from(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+        self.check_range(offset, len)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.pieces(offset, len, |p, poff, _, n| p.map.send(fd, poff, n))
+    }
+
+    /// Makes `ranges` durable: sorts them in place, coalesces ranges whose
+    /// covering pages overlap or touch, and msyncs each coalesced span (split
+    /// at part boundaries). `deep` also fsyncs every part file. Allocates
+    /// nothing.
+    pub fn persist(&self, ranges: &mut [Range], deep: bool) -> Result<()> {
+        ranges.sort_unstable_by_key(|r| r.offset);
+        let mut cur: Option<(u64, u64)> = None;
+        for r in ranges.iter().filter(|r| r.len > 0) {
+            self.check_range(r.offset, r.len)?;
+            let start = r.offset / PAGE_SIZE * PAGE_SIZE;
+            let end = (r.offset + r.len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+            cur = match cur {
+                Some((s, e)) if start <= e => Some((s, e.max(end))),
+                Some(span) => {
+                    self.sync_span(span)?;
+                    Some((start, end))
+                }
+                None => Some((start, end)),
+            };
+        }
+        if let Some(span) = cur {
+            self.sync_span(span)?;
+        }
+        if deep {
+            for p in self.parts.iter().filter(|p| !p.is_device) {
+                p.file
+                    .sync_all()
+                    .map_err(|e| StorageError::io("fsync", &p.path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_span(&self, (start, end): (u64, u64)) -> Result<()> {
+        let end = end.min(self.size);
+        self.pieces(start, end.saturating_sub(start), |p, poff, _, n| {
+            p.map
+                .msync(poff, n)
+                .map_err(|e| StorageError::io("msync", &p.path, e))
+        })
+    }
+}
+
+fn lock(file: &File, path: &Path) -> Result<()> {
+    sys::lock_exclusive(file).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            StorageError::Busy {
+                path: path.to_path_buf(),
+            }
+        } else {
+            StorageError::io("lock", path, e)
+        }
+    })
+}

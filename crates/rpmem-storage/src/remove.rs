@@ -1,0 +1,74 @@
+//! Pool set names and pool removal.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Result, StorageError};
+use crate::pool::Pool;
+use crate::poolset::PoolSet;
+
+/// Resolves a pool set `name` (relative to `dir`) to the canonical path of
+/// an existing pool set file inside `dir`.
+///
+/// Absolute names, `..` components and names whose canonical path (symlinks
+/// followed) leaves `dir` are refused; a missing file is an ENOENT I/O error.
+pub fn resolve_name(dir: &Path, name: &str) -> Result<PathBuf> {
+    let refuse = |reason: &str| StorageError::BadName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(refuse("the name is empty"));
+    }
+    if name.contains('\0') {
+        return Err(refuse("the name contains a NUL byte"));
+    }
+    let rel = Path::new(name);
+    if rel.is_absolute() {
+        return Err(refuse("the name must be relative to the poolset directory"));
+    }
+    if rel.components().any(|c| c == Component::ParentDir) {
+        return Err(refuse("the name must not contain '..'"));
+    }
+    let base = dir
+        .canonicalize()
+        .map_err(|e| StorageError::io("open the poolset directory", dir, e))?;
+    let joined = base.join(rel);
+    let full = joined
+        .canonicalize()
+        .map_err(|e| StorageError::io("open pool set", &joined, e))?;
+    if !full.starts_with(&base) {
+        return Err(refuse(&format!(
+            "it resolves to {}, outside the poolset directory {}",
+            full.display(),
+            base.display()
+        )));
+    }
+    Ok(full)
+}
+
+/// Removes the pool of the pool set file `set_path`: its part files and,
+/// with `remove_set`, the pool set file itself.
+///
+/// Without `force` the pool must be intact (parts present with the declared
+/// sizes, headers valid) and not in use; with `force` every existing part
+/// file is removed regardless and missing ones are skipped.
+pub fn remove(set_path: &Path, force: bool, remove_set: bool) -> Result<()> {
+    let set = PoolSet::load(set_path)?;
+    if !force {
+        // Opening verifies sizes and headers and fails if the pool is in use.
+        drop(Pool::open(&set)?);
+    }
+    for part in set.parts.iter().filter(|p| !p.is_device) {
+        match fs::remove_file(&part.path) {
+            Ok(()) => {}
+            Err(e) if force && e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove", &part.path, e)),
+        }
+    }
+    if remove_set {
+        fs::remove_file(set_path).map_err(|e| StorageError::io("remove", set_path, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The crate's only `unsafe` code: mappings of part files, the raw-pointer
+//! transfers into and out of them, and the few libc calls std lacks.
+//!
+//! A mapping is shared memory: lanes (threads) write to it concurrently and
+//! other processes may map the same file. No Rust reference into a mapping is
+//! ever created. Every access goes through `ptr::read_volatile` /
+//! `ptr::write_volatile` or through a system call (`recv`, `send`, `msync`)
+//! that the kernel performs, so concurrent accesses to the same bytes have
+//! the semantics of the hardware (whole aligned words, no tearing of an
+//! aligned 8-byte store), not undefined behaviour of Rust references. Every
+//! public function bounds-checks its offsets against the mapping first.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::{self, NonNull};
+
+/// A `MAP_SHARED` read/write mapping of the first `len` bytes of a file.
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    sync: bool,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value until Drop;
+// all accesses are volatile or kernel-performed (see the module comment), so
+// using it from several threads at once is sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+fn out_of_bounds() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "range outside the mapping")
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `file` shared and writable. Tries
+    /// `MAP_SHARED_VALIDATE | MAP_SYNC` first (real persistent memory) and
+    /// falls back to plain `MAP_SHARED` where the kernel refuses it
+    /// (EOPNOTSUPP on ext4/tmpfs without DAX; EINVAL on old kernels).
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map zero bytes",
+            ));
+        }
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let fd = file.as_raw_fd();
+        let mut sync = true;
+        // SAFETY: a fresh mapping chosen by the kernel (addr NULL); it does
+        // not alias any Rust object. The result is checked below.
+        let mut p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => {}
+                _ => return Err(e),
+            }
+            sync = false;
+            // SAFETY: as above.
+            p = unsafe { libc::mmap(ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, 0) };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        Ok(Mapping { ptr, len, sync })
+    }
+
+    /// Whether the mapping is `MAP_SYNC` (persistent memory, no msync needed).
+    pub(crate) fn is_sync(&self) -> bool {
+        self.sync
+    }
+
+    fn check(&self, off: usize, len: usize) -> io::Result<*mut u8> {
+        match off.checked_add(len) {
+            Some(end) if end <= self.len => {
+                // SAFETY: off <= self.len, so the result stays inside (or one
+                // past the end of) the mapping.
+                Ok(unsafe { self.ptr.as_ptr().add(off) })
+            }
+            _ => Err(out_of_bounds()),
+        }
+    }
+
+    /// `msync(MS_SYNC)` of the pages covering `off..off+len`.
+    pub(crate) fn msync(&self, off: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let page = crate::PAGE_SIZE as usize;
+        let start = off / page * page;
+        let end = off
+            .checked_add(len)
+            .ok_or_else(out_of_bounds)?
+            .div_ceil(page)
+            * page;
+        let end = end.min(self.len);
+        let p = self.check(start, end.saturating_sub(start))?;
+        // SAFETY: p..p+(end-start) lies inside our mapping; p is page-aligned
+        // because the mapping base is and start is a page multiple.
+        let r = unsafe { libc::msync(p.cast(), end - start, libc::MS_SYNC) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Copies `src` to `off`, with a single 8-byte store for every aligned
+    /// 8-byte word of the destination and byte stores for the unaligned
+    /// head and tail: an aligned word is never observed half-written.
+    pub(crate) fn write_atomic(&self, off: usize, src: &[u8]) -> io::Result<()> {
+        let dst = self.check(off, src.len())?;
+        let n = src.len();
+        let head = dst.align_offset(8).min(n);
+        let words = (n - head) / 8;
+        // SAFETY: dst..dst+n is inside the mapping (checked above) and src is
+        // a valid slice of n bytes that cannot overlap the mapping's bytes
+        // through a Rust reference (none exist). The u64 stores go to
+        // addresses dst+head+8k, which are 8-aligned by construction; the
+        // source is read unaligned.
+        unsafe {
+            for (i, b) in src[..head].iter().enumerate() {
+                ptr::write_volatile(dst.add(i), *b);
+            }
+            let wdst = dst.add(head).cast::<u64>();
+            let wsrc = src.as_ptr().add(head).cast::<u64>();
+            for k in 0..words {
+                ptr::write_volatile(wdst.add(k), ptr::read_unaligned(wsrc.add(k)));
+            }
+            let tail = head + words * 8;
+            for (i, b) in src[tail..].iter().enumerate() {
+                ptr::write_volatile(dst.add(tail + i), *b);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes from `off` out of the mapping.
+    pub(crate) fn read(&self, off: usize, dst: &mut [u8]) -> io::Result<()> {
+        let src = self.check(off, dst.len())?;
+        for (i, d) in dst.iter_mut().enumerate() {
+            // SAFETY: src+i is inside the checked range.
+            *d = unsafe { ptr::read_volatile(src.add(i)) };
+        }
+        Ok(())
+    }
+
+    /// Receives exactly `len` bytes from the socket `fd` straight into the
+    /// mapping at `off` (no atomicity promise beyond what the kernel's copy
+    /// gives).
+    pub(crate) fn recv(&self, fd: BorrowedFd<'_>, off: usize, len: usize) -> io::Result<()> {
+        let dst = self.check(off, len)?;
+        let mut got = 0;
+        while got < len {
+            // SAFETY: dst+got..dst+len is inside the mapping; the kernel
+            // writes at most len-got bytes there.
+            let r = unsafe { libc::recv(fd.as_raw_fd(), dst.add(got).cast(), len - got, 0) };
+            match r {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                r if r > 0 => got += r as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes at `off` of the mapping to the socket `fd`.
+    pub(crate) fn send(&self, fd: BorrowedFd<'_>, off: usize, len: usize) -> io::Result<()> {
+        let src = self.check(off, len)?;
+        let mut sent = 0;
+        while sent < len {
+            // SAFETY: src+sent..src+len is inside the mapping; the kernel only
+            // reads it.
+            let r = unsafe {
+                libc::send(
+                    fd.as_raw_fd(),
+                    src.add(sent).cast(),
+                    len - sent,
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            match r {
+                r if r >= 0 => sent += r as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len describe the mapping made in `new`, unmapped once;
+        // no reference into it can outlive self.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Takes an exclusive, non-blocking `flock` on `file`. Held until the file is
+/// closed (or the process dies). `EWOULDBLOCK` means another holder.
+pub(crate) fn lock_exclusive(file: &File) -> io::Result<()> {
+    // SAFETY: flock on a valid, open descriptor; no memory is involved.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Allocates `len` bytes of `file` (`posix_fallocate`), so that writes
+/// through the mapping never hit ENOSPC as SIGBUS.
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: posix_fallocate on a valid descriptor; it returns the errno.
+        let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        match r {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! Pools on real files in temporary directories.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rpmem_proto::PoolAttr;
+use rpmem_storage::header::{checksum, PoolHeader, FEAT_CKSUM_2K, HEADER_LEN};
+use rpmem_storage::{remove, resolve_name, ErrorKind, Pool, PoolSet, Range};
+
+const M: u64 = 1 << 20;
+
+fn attr() -> PoolAttr {
+    PoolAttr {
+        signature: *b"RPMEMTST",
+        major: 3,
+        compat_features: 1,
+        incompat_features: 0,
+        ro_compat_features: 0,
+        poolset_uuid: [0x11; 16],
+        uuid: [0x22; 16],
+        next_uuid: [0x33; 16],
+        prev_uuid: [0x44; 16],
+        user_flags: [0x55; 16],
+    }
+}
+
+/// Writes a pool set `name` in `dir` with the given option line and part sizes.
+fn write_set(dir: &Path, name: &str, option: &str, sizes: &[u64]) -> (PathBuf, Vec<PathBuf>) {
+    let mut text = String::from("PMEMPOOLSET\n");
+    if !option.is_empty() {
+        text.push_str(&format!("OPTION {option}\n"));
+    }
+    let mut parts = Vec::new();
+    for (i, s) in sizes.iter().enumerate() {
+        let p = dir.join(format!("{name}.part{i}"));
+        text.push_str(&format!("{s} {}\n", p.display()));
+        parts.push(p);
+    }
+    let set = dir.join(name);
+    fs::write(&set, text).unwrap();
+    (set, parts)
+}
+
+fn load(p: &Path) -> PoolSet {
+    PoolSet::load(p).unwrap()
+}
+
+#[test]
+fn create_then_open_returns_the_attributes() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "a.set", "", &[4 * M, 4 * M]);
+    let s = load(&set);
+    {
+        let pool = Pool::create(&s, Some(&attr())).unwrap();
+        assert!(pool.has_header());
+        assert_eq!(pool.size(), 8 * M - 4096);
+        assert_eq!(pool.attr(), Some(attr()));
+        assert!(!pool.is_pmem());
+    }
+    // Each part file has the declared size and a valid header.
+    for p in &parts {
+        assert_eq!(fs::metadata(p).unwrap().len(), 4 * M);
+        let b = fs::read(p).unwrap();
+        let h = PoolHeader::from_bytes(b[..HEADER_LEN].try_into().unwrap()).unwrap();
+        assert_eq!(h.poolset_uuid, [0x11; 16]);
+    }
+    let h0 = PoolHeader::from_bytes(
+        fs::read(&parts[0]).unwrap()[..HEADER_LEN]
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let h1 = PoolHeader::from_bytes(
+        fs::read(&parts[1]).unwrap()[..HEADER_LEN]
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(h0.uuid, [0x22; 16]);
+    assert_eq!(h0.next_part_uuid, h1.uuid);
+    assert_eq!(h1.next_part_uuid, h0.uuid);
+    assert_ne!(h1.uuid, h0.uuid);
+    let pool = Pool::open(&s).unwrap();
+    assert_eq!(pool.attr(), Some(attr()));
+    assert_eq!(pool.size(), 8 * M - 4096);
+}
+
+#[test]
+fn create_refuses_existing_parts_and_cleans_up() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "b.set", "NOHDRS", &[2 * M, 2 * M]);
+    fs::write(&parts[1], b"precious").unwrap();
+    let e = Pool::create(&load(&set), None).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Exists, "{e}");
+    assert_eq!(e.errno(), libc::EEXIST);
+    assert!(!parts[0].exists(), "the part this create made is removed");
+    assert_eq!(fs::read(&parts[1]).unwrap(), b"precious");
+}
+
+#[test]
+fn header_option_must_match_attributes() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "c.set", "NOHDRS", &[2 * M]);
+    let e = Pool::create(&load(&set), Some(&attr())).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::BadConfig, "{e}");
+    let (set2, _) = write_set(d.path(), "d.set", "", &[2 * M]);
+    for a in [None, Some(PoolAttr::default())] {
+        let e = Pool::create(&load(&set2), a.as_ref()).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::BadConfig, "{e}");
+    }
+    assert!(!parts[0].exists());
+}
+
+#[test]
+fn missing_part_is_not_found() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, _) = write_set(d.path(), "e.set", "NOHDRS", &[2 * M]);
+    let e = Pool::open(&load(&set)).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert_eq!(e.errno(), libc::ENOENT);
+}
+
+#[test]
+fn second_open_is_busy_until_the_first_closes() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, _) = write_set(d.path(), "f.set", "NOHDRS", &[2 * M, 2 * M]);
+    let s = load(&set);
+    let pool = Pool::create(&s, None).unwrap();
+    let e = Pool::open(&s).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert_eq!(e.errno(), libc::EBUSY);
+    drop(pool);
+    Pool::open(&s).unwrap();
+}
+
+#[test]
+fn damaged_header_is_refused_and_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "g.set", "", &[2 * M, 2 * M]);
+    let s = load(&set);
+    drop(Pool::create(&s, Some(&attr())).unwrap());
+    let mut b = fs::read(&parts[1]).unwrap();
+    b[60] ^= 1;
+    fs::write(&parts[1], &b).unwrap();
+    let e = Pool::open(&s).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::BadConfig, "{e}");
+    assert!(e.to_string().contains("checksum"), "{e}");
+    assert_eq!(fs::read(&parts[1]).unwrap(), b, "nothing written");
+}
+
+#[test]
+fn size_mismatch_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "h.set", "NOHDRS", &[2 * M]);
+    let s = load(&set);
+    drop(Pool::create(&s, None).unwrap());
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&parts[0])
+        .unwrap()
+        .set_len(3 * M)
+        .unwrap();
+    let e = Pool::open(&s).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::BadConfig, "{e}");
+}
+
+#[test]
+fn singlehdr_offsets_cross_part_boundaries() {
+    let d = tempfile::tempdir().unwrap();
+    // 2M + (3M+100 -> 3M aligned) + 2M, single header: pool = 7M.
+    let (set, parts) = write_set(d.path(), "i.set", "SINGLEHDR", &[2 * M, 3 * M + 100, 2 * M]);
+    let s = load(&set);
+    let pool = Pool::create(&s, Some(&attr())).unwrap();
+    assert_eq!(pool.size(), 7 * M);
+    let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8 + 1).collect();
+    // Straddles part 0 / part 1 at pool offset 2M.
+    pool.write(2 * M - 4000, &data).unwrap();
+    // Straddles part 1 / part 2 at pool offset 5M.
+    pool.write(5 * M - 3, &data[..10]).unwrap();
+    pool.persist(
+        &mut [
+            Range {
+                offset: 2 * M - 4000,
+                len: 8192,
+            },
+            Range {
+                offset: 5 * M - 3,
+                len: 10,
+            },
+        ],
+        true,
+    )
+    .unwrap();
+    let mut back = vec![0u8; 8192];
+    pool.read(2 * M - 4000, &mut back).unwrap();
+    assert_eq!(back, data);
+    drop(pool);
+    let p0 = fs::read(&parts[0]).unwrap();
+    let p1 = fs::read(&parts[1]).unwrap();
+    let p2 = fs::read(&parts[2]).unwrap();
+    assert_eq!(&p0[(2 * M - 4000) as usize..], &data[..4000]);
+    // No header in part 1: its byte 0 is pool offset 2M.
+    assert_eq!(&p1[..4192], &data[4000..]);
+    assert_eq!(&p1[(3 * M - 3) as usize..3 * M as usize], &data[..3]);
+    assert_eq!(&p2[..7], &data[3..10]);
+    // Only part 0 has a header.
+    assert!(PoolHeader::from_bytes(p0[..HEADER_LEN].try_into().unwrap()).is_ok());
+    assert!(PoolHeader::from_bytes(p1[..HEADER_LEN].try_into().unwrap()).is_err());
+}
+
+#[test]
+fn all_headers_offsets_skip_each_later_header() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "j.set", "", &[2 * M, 2 * M]);
+    let s = load(&set);
+    let pool = Pool::create(&s, Some(&attr())).unwrap();
+    assert_eq!(pool.size(), 4 * M - 4096);
+    pool.write(2 * M - 2, &[1, 2, 3, 4]).unwrap();
+    assert!(pool.write(4 * M - 4096 - 1, &[1, 2]).is_err());
+    assert_eq!(
+        pool.check_range(u64::MAX, 2).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+    pool.persist(
+        &mut [Range {
+            offset: 2 * M - 2,
+            len: 4,
+        }],
+        false,
+    )
+    .unwrap();
+    drop(pool);
+    let p0 = fs::read(&parts[0]).unwrap();
+    let p1 = fs::read(&parts[1]).unwrap();
+    assert_eq!(&p0[(2 * M - 2) as usize..], &[1, 2]);
+    assert_eq!(
+        &p1[4096..4098],
+        &[3, 4],
+        "part 1 data starts after its header"
+    );
+    // The header of part 1 is intact.
+    Pool::open(&s).unwrap();
+}
+
+#[test]
+fn set_attr_rewrites_every_header() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, _) = write_set(d.path(), "k.set", "", &[2 * M, 2 * M, 2 * M]);
+    let s = load(&set);
+    let pool = Pool::create(&s, Some(&attr())).unwrap();
+    let mut a2 = attr();
+    a2.uuid = [0x99; 16];
+    a2.major = 7;
+    a2.next_uuid = [0x77; 16];
+    pool.set_attr(&a2).unwrap();
+    assert_eq!(pool.attr(), Some(a2));
+    drop(pool);
+    let pool = Pool::open(&s).unwrap();
+    assert_eq!(pool.attr(), Some(a2));
+    // No headers: set_attr is a configuration error.
+    let (set2, _) = write_set(d.path(), "l.set", "NOHDRS", &[2 * M]);
+    let p2 = Pool::create(&load(&set2), None).unwrap();
+    assert_eq!(p2.set_attr(&a2).unwrap_err().kind(), ErrorKind::BadConfig);
+    assert_eq!(p2.attr(), None);
+}
+
+#[test]
+fn persist_coalesces_and_validates() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, _) = write_set(d.path(), "m.set", "NOHDRS", &[4 * M]);
+    let pool = Pool::create(&load(&set), None).unwrap();
+    let mut rs = [
+        Range {
+            offset: 8192,
+            len: 10,
+        },
+        Range {
+            offset: 0,
+            len: 4096,
+        },
+        Range {
+            offset: 4096,
+            len: 1,
+        },
+        Range {
+            offset: 3 * M,
+            len: 0,
+        },
+    ];
+    pool.persist(&mut rs, false).unwrap();
+    assert_eq!(rs[0].offset, 0, "sorted in place");
+    let mut bad = [Range {
+        offset: 4 * M,
+        len: 1,
+    }];
+    assert!(pool.persist(&mut bad, false).is_err());
+    pool.persist(&mut [], true).unwrap();
+}
+
+#[test]
+fn remove_respects_force_and_pool_set_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "n.set", "", &[2 * M, 2 * M]);
+    let s = load(&set);
+    drop(Pool::create(&s, Some(&attr())).unwrap());
+    // Busy pool: refused without force.
+    let held = Pool::open(&s).unwrap();
+    assert_eq!(
+        remove(&set, false, false).unwrap_err().kind(),
+        ErrorKind::Busy
+    );
+    drop(held);
+    // Damaged header: refused without force, removed with it.
+    let mut b = fs::read(&parts[0]).unwrap();
+    b[8] ^= 1;
+    fs::write(&parts[0], &b).unwrap();
+    assert_eq!(
+        remove(&set, false, false).unwrap_err().kind(),
+        ErrorKind::BadConfig
+    );
+    assert!(parts[0].exists() && parts[1].exists());
+    remove(&set, true, false).unwrap();
+    assert!(!parts[0].exists() && !parts[1].exists());
+    assert!(set.exists());
+    // Again with force: missing parts are fine; with the pool-set flag the set goes too.
+    remove(&set, true, true).unwrap();
+    assert!(!set.exists());
+    let e = remove(&set, false, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.errno(), libc::ENOENT);
+}
+
+#[test]
+fn remove_intact_pool_without_force() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "o.set", "NOHDRS", &[2 * M]);
+    drop(Pool::create(&load(&set), None).unwrap());
+    remove(&set, false, true).unwrap();
+    assert!(!parts[0].exists() && !set.exists());
+}
+
+#[test]
+fn names_stay_inside_the_poolset_dir() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("sets");
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    fs::write(dir.join("ok.set"), "PMEMPOOLSET\n").unwrap();
+    fs::write(dir.join("sub/deep.set"), "PMEMPOOLSET\n").unwrap();
+    fs::write(d.path().join("outside.set"), "PMEMPOOLSET\n").unwrap();
+    std::os::unix::fs::symlink(d.path().join("outside.set"), dir.join("link.set")).unwrap();
+    assert_eq!(
+        resolve_name(&dir, "ok.set").unwrap(),
+        dir.canonicalize().unwrap().join("ok.set")
+    );
+    assert!(resolve_name(&dir, "sub/deep.set").is_ok());
+    assert!(resolve_name(&dir, "./sub/deep.set").is_ok());
+    for bad in [
+        "",
+        "/etc/passwd",
+        "../outside.set",
+        "sub/../../outside.set",
+        "link.set",
+        "a\0b",
+    ] {
+        let e = resolve_name(&dir, bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadName, "{bad:?}: {e}");
+    }
+    assert_eq!(
+        resolve_name(&dir, "nope.set").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn concurrent_lanes_write_disjoint_ranges() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, _) = write_set(d.path(), "p.set", "NOHDRS", &[2 * M, 2 * M]);
+    let pool = Pool::create(&load(&set), None).unwrap();
+    std::thread::scope(|sc| {
+        for t in 0..4u8 {
+            let pool = &pool;
+            sc.spawn(move || {
+                let chunk = vec![t + 1; 1000];
+                for k in 0..100u64 {
+                    let off = (u64::from(t) * 100 + k) * 4000 + 3;
+                    pool.write(off, &chunk).unwrap();
+                }
+            });
+        }
+    });
+    let mut b = vec![0u8; 1000];
+    pool.read(3 * 100 * 4000 + 3, &mut b).unwrap();
+    assert!(b.iter().all(|&x| x == 4));
+}
+
+#[test]
+fn pmempool_pools_verify_with_our_checksum() {
+    if Command::new("pmempool").arg("--version").output().is_err() {
+        eprintln!("skipped: pmempool is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let pool = d.path().join("obj.pool");
+    let out = Command::new("pmempool")
+        .args(["create", "--layout=x", "obj"])
+        .arg(&pool)
+        .args(["-s", "16M"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = fs::read(&pool).unwrap();
+    let raw: &[u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+    let h = PoolHeader::from_bytes(raw).unwrap();
+    assert_eq!(&h.signature, b"PMEMOBJ\0");
+    assert_ne!(h.incompat & FEAT_CKSUM_2K, 0, "pmempool 1.12 sets CKSUM_2K");
+    assert_eq!(
+        u64::from_le_bytes(raw[4088..].try_into().unwrap()),
+        checksum(raw, true)
+    );
+    // Our host arch flags are what PMDK wrote.
+    assert_eq!(h.arch_flags, rpmem_storage::header::host_arch_flags());
+    // And a header we write for the same fields reproduces PMDK's bytes.
+    assert_eq!(&h.to_bytes()[..], &raw[..]);
+}
