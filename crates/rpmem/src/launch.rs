@@ -142,7 +142,11 @@ impl Control {
             child,
             tail,
             tail_reader,
-            what: format!("'{remote_cmd}' on {}", target.destination()),
+            what: format!(
+                "'{remote_cmd}' on {} (through '{}')",
+                target.destination(),
+                cfg.ssh
+            ),
         })
     }
 
@@ -173,11 +177,15 @@ impl Control {
     fn died(&mut self, when: &str) -> Error {
         let status = self.finish();
         let tail = self.tail.text();
-        let mut msg = format!("{} exited {when}", self.what);
+        let mut msg = format!("{} ended {when}", self.what);
         if let Some(s) = status {
             match s.code() {
-                Some(c) => msg.push_str(&format!(" (status {c})")),
-                None => msg.push_str(" (killed by a signal)"),
+                // ssh reports its own failures (unreachable host, refused
+                // authentication) with 255, a missing remote command with 127.
+                Some(255) => msg.push_str(": the ssh client failed (status 255)"),
+                Some(127) => msg.push_str(": command not found on the target (status 127)"),
+                Some(c) => msg.push_str(&format!(" with status {c}")),
+                None => msg.push_str(", killed by a signal"),
             }
         }
         if !tail.is_empty() {
