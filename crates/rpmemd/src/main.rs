@@ -1,3 +1,72 @@
+//! rpmemd: the rpmem target daemon.
+//!
+//! Started by sshd on behalf of librpmem, it serves one remote pool per
+//! session: the control protocol on stdin/stdout, the data lanes on TCP
+//! connections to the address of the ssh session. `--remove` removes a pool
+//! instead. The exit status is 0 or the errno of the failure.
+
+mod error;
+mod lanes;
+mod logger;
+mod options;
+mod server;
+
+use clap::Parser;
+use log::{error, info};
+
+use crate::error::{DaemonError, Result};
+use crate::options::{Cli, Settings};
+
+fn run() -> Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            let code = match e.kind() {
+                K::DisplayHelp | K::DisplayVersion => 0,
+                _ => libc::EINVAL,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let settings = Settings::load(&cli)?;
+    if let Some(set) = &cli.remove {
+        // Remove mode: the one-line reason goes to stderr, not to syslog.
+        let dir = settings.poolset_dir()?;
+        let path = rpmem_storage::resolve_name(dir, set)?;
+        rpmem_storage::remove(&path, cli.force, cli.pool_set)?;
+        return Ok(());
+    }
+    let addr = server::ssh_address(std::env::var("SSH_CONNECTION").ok().as_deref())?;
+    logger::init(&settings)?;
+    info!(
+        "rpmemd {} serving on {addr}; poolset dir {:?}, max lanes {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.poolset_dir,
+        settings.max_lanes
+    );
+    if settings.persist_apm {
+        info!("persist-apm requested: the TCP transport always uses the general method");
+    }
+    server::serve(&settings, addr)
+}
+
 fn main() {
-    println!("Hello, world!");
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = e.exit_code();
+            // Refusals were already logged and reported to the initiator.
+            if !matches!(e, DaemonError::Reported { .. }) {
+                error!("{e}");
+                if log::max_level() == log::LevelFilter::Off || !logger::writes_stderr() {
+                    eprintln!("rpmemd: {e}");
+                }
+            }
+            code
+        }
+    };
+    log::logger().flush();
+    std::process::exit(code);
 }

@@ -1,0 +1,419 @@
+//! Data connections: the accept thread, the handshake, and one thread per
+//! lane serving requests with blocking I/O.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use log::{debug, error, trace, warn};
+use rpmem_proto::control::SECRET_LEN;
+use rpmem_proto::data::{Ack, Hello, Op, RequestHeader, FLAG_RELAXED, HEADER_LEN, HELLO_LEN};
+use rpmem_proto::{Status, PROTO_VERSION};
+use rpmem_storage::{Pool, Range, HDR_SIZE};
+
+/// How long a new connection has to present its Hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Size of a lane's staging buffer for the 8-byte-atomic write path.
+pub const STAGE_LEN: usize = 1 << 20;
+/// Pending (flushed, not yet drained) ranges a lane keeps before it makes
+/// them durable on its own, bounding its memory.
+pub const MAX_PENDING: usize = 4096;
+
+/// State shared by the control thread, the accept thread and the lanes.
+pub struct Shared {
+    /// The open pool.
+    pub pool: Pool,
+    secret: [u8; SECRET_LEN],
+    nlanes: u32,
+    connected: Vec<AtomicBool>,
+    stop: AtomicBool,
+    conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
+}
+
+/// The running data side of a session.
+pub struct DataServer {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl DataServer {
+    /// Starts accepting lane connections on `listener`.
+    pub fn start(
+        listener: TcpListener,
+        pool: Pool,
+        secret: [u8; SECRET_LEN],
+        nlanes: u32,
+    ) -> io::Result<DataServer> {
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            pool,
+            secret,
+            nlanes,
+            connected: (0..nlanes).map(|_| AtomicBool::new(false)).collect(),
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+        });
+        let s2 = Arc::clone(&shared);
+        let accept = thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || accept_loop(listener, s2))?;
+        Ok(DataServer {
+            shared,
+            local,
+            accept: Some(accept),
+        })
+    }
+
+    /// The shared state (the pool, for set_attr).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Stops accepting, shuts every lane down, waits for the lane threads
+    /// (each makes its pending ranges durable on the way out) and returns
+    /// the pool, still locked, once nothing else references it.
+    pub fn stop(mut self) -> Option<Pool> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept thread with a connection of our own.
+        let _ = TcpStream::connect_timeout(&self.local, Duration::from_secs(1));
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+        let conns =
+            std::mem::take(&mut *self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        for (s, _) in &conns {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        for (_, h) in conns {
+            let _ = h.join();
+        }
+        Arc::try_unwrap(self.shared).ok().map(|s| s.pool)
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("accepting a data connection failed: {e}");
+                continue;
+            }
+        };
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into());
+        let clone = match stream.try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("data connection from {peer}: {e}");
+                continue;
+            }
+        };
+        let s2 = Arc::clone(&shared);
+        match thread::Builder::new()
+            .name("lane".into())
+            .spawn(move || connection(stream, &peer, &s2))
+        {
+            Ok(h) => shared
+                .conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((clone, h)),
+            Err(e) => error!("cannot start a lane thread: {e}"),
+        }
+    }
+}
+
+/// Sends a refusal (best effort) and drops the connection.
+fn refuse(mut stream: TcpStream, peer: &str, status: Status, why: &str) {
+    warn!("data connection from {peer} refused: {why}");
+    let _ = stream.write_all(&Ack { tag: 0, status }.encode());
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn connection(mut stream: TcpStream, peer: &str, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    if let Err(e) = stream.set_read_timeout(Some(HELLO_TIMEOUT)) {
+        return refuse(stream, peer, Status::Fatal, &e.to_string());
+    }
+    let mut raw = [0u8; HELLO_LEN];
+    if let Err(e) = stream.read_exact(&mut raw) {
+        warn!("data connection from {peer} dropped: no hello ({e})");
+        return;
+    }
+    let hello = match Hello::decode(&raw) {
+        Ok(h) => h,
+        Err(e) => return refuse(stream, peer, Status::Unauthenticated, &e.to_string()),
+    };
+    if !ct_eq(&hello.secret, &shared.secret) {
+        return refuse(
+            stream,
+            peer,
+            Status::Unauthenticated,
+            "wrong session secret",
+        );
+    }
+    if hello.version != PROTO_VERSION {
+        return refuse(
+            stream,
+            peer,
+            Status::BadProtocol,
+            &format!("protocol version {}", hello.version),
+        );
+    }
+    let lane = hello.lane;
+    if lane >= shared.nlanes {
+        return refuse(
+            stream,
+            peer,
+            Status::BadNlanes,
+            &format!("lane {lane} of {}", shared.nlanes),
+        );
+    }
+    let slot = &shared.connected[lane as usize];
+    if slot
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return refuse(
+            stream,
+            peer,
+            Status::BadNlanes,
+            &format!("lane {lane} is already connected"),
+        );
+    }
+    let ok = stream.set_read_timeout(None).and_then(|_| {
+        stream.write_all(
+            &Ack {
+                tag: 0,
+                status: Status::Ok,
+            }
+            .encode(),
+        )
+    });
+    match ok {
+        Ok(()) => {
+            debug!("lane {lane} connected from {peer}");
+            let mut l = LaneServer {
+                lane,
+                shared,
+                stream,
+                pending: Vec::with_capacity(64),
+                stage: Vec::new(),
+            };
+            l.serve();
+            l.finish();
+            debug!("lane {lane} closed");
+        }
+        Err(e) => warn!("lane {lane}: cannot acknowledge the connection: {e}"),
+    }
+    slot.store(false, Ordering::SeqCst);
+}
+
+/// Why a lane stops serving.
+enum Stop {
+    /// The peer closed the connection (or the session is closing).
+    Closed,
+    /// The connection can no longer be trusted.
+    Failed(String),
+}
+
+struct LaneServer<'a> {
+    lane: u32,
+    shared: &'a Shared,
+    stream: TcpStream,
+    /// Ranges flushed and not yet made durable.
+    pending: Vec<Range>,
+    /// Staging buffer of the 8-byte-atomic path, allocated on first use.
+    stage: Vec<u8>,
+}
+
+fn io_stop(e: io::Error, what: &str) -> Stop {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        Stop::Closed
+    } else {
+        Stop::Failed(format!("{what}: {e}"))
+    }
+}
+
+impl LaneServer<'_> {
+    fn serve(&mut self) {
+        loop {
+            match self.one() {
+                Ok(()) => {}
+                Err(Stop::Closed) => return,
+                Err(Stop::Failed(why)) => {
+                    warn!("lane {}: {why}; dropping the connection", self.lane);
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Makes whatever is pending durable (lane end).
+    fn finish(&mut self) {
+        if let Err(e) = self.shared.pool.persist(&mut self.pending, false) {
+            error!(
+                "lane {}: making pending data durable failed: {e}",
+                self.lane
+            );
+        }
+        self.pending.clear();
+    }
+
+    fn ack(&mut self, tag: u64, status: Status) -> Result<(), Stop> {
+        self.stream
+            .write_all(&Ack { tag, status }.encode())
+            .map_err(|e| io_stop(e, "sending an acknowledgement"))
+    }
+
+    fn read_header(&mut self) -> Result<[u8; HEADER_LEN], Stop> {
+        // Hook (DESIGN §4): a short spin of non-blocking reads before
+        // blocking would go here, to save the ~100 µs wake-up of a parked
+        // thread; for now the lane blocks in read().
+        let mut raw = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match self.stream.read(&mut raw[got..]) {
+                Ok(0) if got == 0 => return Err(Stop::Closed),
+                Ok(0) => return Err(Stop::Failed("connection closed mid-header".into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_stop(e, "reading a request")),
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Refuses a request whose payload cannot be trusted and ends the lane.
+    fn bad_request(&mut self, tag: u64, why: String) -> Result<(), Stop> {
+        let _ = self.ack(tag, Status::BadRequest);
+        Err(Stop::Failed(why))
+    }
+
+    fn one(&mut self) -> Result<(), Stop> {
+        let raw = self.read_header()?;
+        let h = match RequestHeader::decode(&raw) {
+            Ok(h) => h,
+            Err(e) => {
+                let tag = u64::from_le_bytes(raw[24..32].try_into().unwrap_or([0; 8]));
+                return self.bad_request(tag, format!("bad request header: {e}"));
+            }
+        };
+        trace!(
+            "lane {}: {:?} offset {} length {} flags {}",
+            self.lane,
+            h.op,
+            h.offset,
+            h.length,
+            h.flags
+        );
+        let pool = &self.shared.pool;
+        if h.op != Op::Drain {
+            if let Err(e) = pool.check_range(h.offset, h.length) {
+                return self.bad_request(h.tag, format!("{:?}: {e}", h.op));
+            }
+        }
+        if h.op.has_payload() && pool.has_header() && h.offset < HDR_SIZE {
+            return self.bad_request(
+                h.tag,
+                format!(
+                    "{:?} at offset {} would overwrite the pool header",
+                    h.op, h.offset
+                ),
+            );
+        }
+        match h.op {
+            Op::Flush | Op::Persist | Op::DeepPersist => {
+                self.receive(h.offset, h.length, h.flags & FLAG_RELAXED != 0)?;
+                if h.length > 0 {
+                    self.pending.push(Range {
+                        offset: h.offset,
+                        len: h.length,
+                    });
+                }
+                match h.op {
+                    Op::Flush => {
+                        if self.pending.len() >= MAX_PENDING {
+                            self.make_durable(false)?;
+                        }
+                        Ok(())
+                    }
+                    op => {
+                        let st = self.make_durable(op == Op::DeepPersist)?;
+                        self.ack(h.tag, st)
+                    }
+                }
+            }
+            Op::Drain => {
+                let st = self.make_durable(false)?;
+                self.ack(h.tag, st)
+            }
+            Op::Read => {
+                self.ack(h.tag, Status::Ok)?;
+                pool.send_from(self.stream.as_fd(), h.offset, h.length)
+                    .map_err(|e| io_stop(e, "sending read data"))
+            }
+        }
+    }
+
+    /// One coalesced durability pass over everything pending. The status is
+    /// what the initiator is told.
+    fn make_durable(&mut self, deep: bool) -> Result<Status, Stop> {
+        let r = self.shared.pool.persist(&mut self.pending, deep);
+        self.pending.clear();
+        Ok(match r {
+            Ok(()) => Status::Ok,
+            Err(e) => {
+                error!("lane {}: durability failed: {e}", self.lane);
+                Status::Fatal
+            }
+        })
+    }
+
+    /// Receives `len` payload bytes into the pool at `offset`.
+    fn receive(&mut self, offset: u64, len: u64, relaxed: bool) -> Result<(), Stop> {
+        let pool = &self.shared.pool;
+        if relaxed {
+            return pool
+                .recv_into(self.stream.as_fd(), offset, len)
+                .map_err(|e| Stop::Failed(format!("receiving payload: {e}")));
+        }
+        if self.stage.is_empty() && len > 0 {
+            self.stage = vec![0u8; STAGE_LEN];
+        }
+        let mut done = 0u64;
+        while done < len {
+            let at = offset + done;
+            let mut n = (len - done).min(STAGE_LEN as u64);
+            if n < len - done {
+                // End every chunk on an 8-byte boundary of the pool, so no
+                // aligned word is written in two pieces.
+                n -= (at + n) % 8;
+            }
+            let buf = &mut self.stage[..n as usize];
+            self.stream
+                .read_exact(buf)
+                .map_err(|e| Stop::Failed(format!("receiving payload: {e}")))?;
+            pool.write(at, buf)
+                .map_err(|e| Stop::Failed(format!("writing payload: {e}")))?;
+            done += n;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,338 @@
+//! Command line (rpmemd(1)) and configuration files.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::{DaemonError, Result};
+
+/// Log levels as rpmemd names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Err,
+    /// Warnings.
+    Warn,
+    /// Session events (open, close).
+    Notice,
+    /// Connection events.
+    Info,
+    /// Everything.
+    Debug,
+}
+
+impl LogLevel {
+    fn parse(s: &str) -> Option<LogLevel> {
+        LogLevel::from_str(s, false).ok()
+    }
+}
+
+/// rpmemd's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rpmemd",
+    version,
+    about = "rpmem target daemon: serves remote pools to librpmem over the ssh session and TCP lanes",
+    after_help = "Configuration files: /etc/rpmemd/rpmemd.conf, then $HOME/.rpmemd.conf (or only --config FILE); the command line wins."
+)]
+pub struct Cli {
+    /// Read only this configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Remove the pool described by the pool set file SET and exit.
+    #[arg(short = 'r', long = "remove", value_name = "SET")]
+    pub remove: Option<String>,
+    /// With --remove: remove even if the pool is inconsistent.
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// With --remove: remove the pool set file too.
+    #[arg(short = 's', long = "pool-set")]
+    pub pool_set: bool,
+    /// Number of processing threads (accepted for compatibility; every lane
+    /// has its own thread).
+    #[arg(short = 't', long = "nthreads", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub nthreads: Option<u32>,
+    /// Directory that pool set names are relative to (default $HOME).
+    #[arg(long = "poolset-dir", value_name = "DIR")]
+    pub poolset_dir: Option<PathBuf>,
+    /// Log to this file instead of syslog.
+    #[arg(long = "log-file", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Least severe level logged.
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+    /// Use the appliance persistency method (accepted; the TCP transport
+    /// always makes data durable with the general method).
+    #[arg(long = "persist-apm")]
+    pub persist_apm: bool,
+    /// Use the general persistency method (the default).
+    #[arg(long = "persist-general")]
+    pub persist_general: bool,
+    /// Log to syslog (the default unless a log file is set).
+    #[arg(long = "use-syslog")]
+    pub use_syslog: bool,
+    /// Most lanes granted to one session.
+    #[arg(long = "max-lanes", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_lanes: Option<u32>,
+}
+
+/// The settings in effect after defaults, files and the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Pool set directory (None when $HOME is unset and nothing set it).
+    pub poolset_dir: Option<PathBuf>,
+    /// Log file, if any.
+    pub log_file: Option<PathBuf>,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// Appliance persistency method requested.
+    pub persist_apm: bool,
+    /// General persistency method requested.
+    pub persist_general: bool,
+    /// Log to syslog.
+    pub use_syslog: bool,
+    /// Processing threads requested.
+    pub nthreads: u32,
+    /// Lane cap per session.
+    pub max_lanes: u32,
+}
+
+/// Default lane cap.
+pub const DEFAULT_MAX_LANES: u32 = 64;
+/// System-wide configuration file.
+pub const SYSTEM_CONFIG: &str = "/etc/rpmemd/rpmemd.conf";
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+fn expand_home(v: &str) -> Option<PathBuf> {
+    if v.contains("$HOME") {
+        let h = home()?;
+        Some(PathBuf::from(v.replace("$HOME", &h.to_string_lossy())))
+    } else {
+        Some(PathBuf::from(v))
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            poolset_dir: home(),
+            log_file: None,
+            log_level: LogLevel::Err,
+            persist_apm: false,
+            persist_general: true,
+            use_syslog: true,
+            nthreads: 1,
+            max_lanes: DEFAULT_MAX_LANES,
+        }
+    }
+}
+
+impl Settings {
+    /// Applies one configuration file's text. `key = value` lines, `#`
+    /// comments; switches take yes/no.
+    pub fn apply_config(&mut self, file: &Path, text: &str) -> Result<()> {
+        for (i, raw) in text.lines().enumerate() {
+            let err = |msg: String| DaemonError::Config {
+                file: file.to_path_buf(),
+                line: i + 1,
+                msg,
+            };
+            let line = match raw.find('#') {
+                Some(p) => &raw[..p],
+                None => raw,
+            }
+            .trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| err(format!("expected 'key = value', found '{line}'")))?;
+            if value.is_empty() {
+                return Err(err(format!("'{key}' has no value")));
+            }
+            let switch = || match value {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err(err(format!("'{key}' takes yes or no, not '{value}'"))),
+            };
+            let number = || match value.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(err(format!(
+                    "'{key}' takes a positive number, not '{value}'"
+                ))),
+            };
+            match key {
+                "poolset-dir" => {
+                    self.poolset_dir = Some(
+                        expand_home(value)
+                            .ok_or_else(|| err("$HOME is used but not set".into()))?,
+                    )
+                }
+                "log-file" => {
+                    self.log_file = Some(
+                        expand_home(value)
+                            .ok_or_else(|| err("$HOME is used but not set".into()))?,
+                    )
+                }
+                "log-level" => {
+                    self.log_level = LogLevel::parse(value).ok_or_else(|| {
+                        err(format!(
+                            "unknown log level '{value}' (err, warn, notice, info, debug)"
+                        ))
+                    })?
+                }
+                "persist-apm" => self.persist_apm = switch()?,
+                "persist-general" => self.persist_general = switch()?,
+                "use-syslog" => self.use_syslog = switch()?,
+                "nthreads" => self.nthreads = number()?,
+                "max-lanes" => self.max_lanes = number()?,
+                other => return Err(err(format!("unknown option '{other}'"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the settings: defaults, then the configuration files (only
+    /// `cli.config` when given), then the command line.
+    pub fn load(cli: &Cli) -> Result<Settings> {
+        let mut s = Settings::default();
+        match &cli.config {
+            Some(f) => {
+                let text = fs::read_to_string(f).map_err(|e| {
+                    DaemonError::io(format!("cannot read configuration file {}", f.display()), e)
+                })?;
+                s.apply_config(f, &text)?;
+            }
+            None => {
+                let mut files = vec![PathBuf::from(SYSTEM_CONFIG)];
+                if let Some(h) = home() {
+                    files.push(h.join(".rpmemd.conf"));
+                }
+                for f in files {
+                    match fs::read_to_string(&f) {
+                        Ok(text) => s.apply_config(&f, &text)?,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(DaemonError::io(
+                                format!("cannot read configuration file {}", f.display()),
+                                e,
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(d) = &cli.poolset_dir {
+            s.poolset_dir = Some(d.clone());
+        }
+        if let Some(f) = &cli.log_file {
+            s.log_file = Some(f.clone());
+        }
+        if let Some(l) = cli.log_level {
+            s.log_level = l;
+        }
+        s.persist_apm |= cli.persist_apm;
+        s.persist_general |= cli.persist_general;
+        s.use_syslog |= cli.use_syslog;
+        if let Some(n) = cli.nthreads {
+            s.nthreads = n;
+        }
+        if let Some(n) = cli.max_lanes {
+            s.max_lanes = n;
+        }
+        Ok(s)
+    }
+
+    /// The pool set directory, or a clear error when there is none.
+    pub fn poolset_dir(&self) -> Result<&Path> {
+        self.poolset_dir.as_deref().ok_or_else(|| {
+            DaemonError::Usage(
+                "no poolset directory: $HOME is not set and neither --poolset-dir nor a configuration file sets one".into(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_lines() {
+        let mut s = Settings::default();
+        s.apply_config(
+            Path::new("/x.conf"),
+            "# comment\n\npoolset-dir = /srv/sets # trailing\nlog-level=debug\npersist-apm = yes\nuse-syslog = no\nmax-lanes = 8\nnthreads = 3\nlog-file = /tmp/l\n",
+        )
+        .unwrap();
+        assert_eq!(s.poolset_dir.as_deref(), Some(Path::new("/srv/sets")));
+        assert_eq!(s.log_level, LogLevel::Debug);
+        assert!(s.persist_apm && !s.use_syslog && s.persist_general);
+        assert_eq!((s.max_lanes, s.nthreads), (8, 3));
+        assert_eq!(s.log_file.as_deref(), Some(Path::new("/tmp/l")));
+    }
+
+    #[test]
+    fn bad_config_lines_name_file_and_line() {
+        for (text, line) in [
+            ("bogus = 1\n", 1),
+            ("\nuse-syslog = maybe\n", 2),
+            ("log-level = loud\n", 1),
+            ("poolset-dir\n", 1),
+            ("max-lanes = 0\n", 1),
+            ("poolset-dir =\n", 1),
+        ] {
+            let e = Settings::default()
+                .apply_config(Path::new("/x.conf"), text)
+                .unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("/x.conf:{line}: ")),
+                "{text:?}: {e}"
+            );
+            assert_eq!(e.exit_code(), libc::EINVAL);
+        }
+    }
+
+    #[test]
+    fn defaults_are_rpmemds() {
+        let s = Settings::default();
+        assert!(s.persist_general && !s.persist_apm && s.use_syslog);
+        assert_eq!(s.log_level, LogLevel::Err);
+        assert_eq!(s.max_lanes, DEFAULT_MAX_LANES);
+    }
+
+    #[test]
+    fn command_line_parses_rpmemd_options() {
+        let cli = Cli::try_parse_from([
+            "rpmemd",
+            "-r",
+            "a.set",
+            "-f",
+            "-s",
+            "-t",
+            "4",
+            "--poolset-dir=/p",
+            "--log-level",
+            "info",
+            "--persist-apm",
+            "--max-lanes",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(cli.remove.as_deref(), Some("a.set"));
+        assert!(cli.force && cli.pool_set && cli.persist_apm);
+        assert_eq!(cli.nthreads, Some(4));
+        assert_eq!(cli.log_level, Some(LogLevel::Info));
+        assert!(Cli::try_parse_from(["rpmemd", "--log-level", "loud"]).is_err());
+        assert!(Cli::try_parse_from(["rpmemd", "--persist-apm=yes"]).is_err());
+    }
+}

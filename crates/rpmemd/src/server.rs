@@ -1,0 +1,397 @@
+//! The control channel: the session on stdin/stdout.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, TcpListener};
+
+use log::{debug, error, info, warn};
+use rpmem_proto::control::{self, Request, Response, Session, SECRET_LEN};
+use rpmem_proto::{PoolAttr, Status, PROTO_VERSION};
+use rpmem_storage::{resolve_name, ErrorKind, Pool, PoolSet, StorageError};
+
+use crate::error::{DaemonError, Result};
+use crate::lanes::DataServer;
+use crate::options::Settings;
+
+/// The address to listen on: the third field of `SSH_CONNECTION`.
+pub fn ssh_address(var: Option<&str>) -> Result<IpAddr> {
+    let v = var.ok_or_else(|| {
+        DaemonError::Usage(
+            "SSH_CONNECTION is not set: rpmemd must be started by sshd (it listens for data connections on the address the session arrived at)".into(),
+        )
+    })?;
+    let field = v.split_whitespace().nth(2).ok_or_else(|| {
+        DaemonError::Usage(format!(
+            "SSH_CONNECTION '{v}' has no third field (the server address)"
+        ))
+    })?;
+    field.parse().map_err(|_| {
+        DaemonError::Usage(format!(
+            "SSH_CONNECTION '{v}': '{field}' is not an IP address"
+        ))
+    })
+}
+
+/// Reads one control frame; `Ok(None)` on end of input before a frame.
+fn read_frame(input: &mut impl Read) -> Result<Option<Request>> {
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match input.read(&mut prefix[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(DaemonError::Protocol(
+                    "control channel closed mid-frame".into(),
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DaemonError::io("reading the control channel", e)),
+        }
+    }
+    let len = control::frame_len(prefix).map_err(|e| DaemonError::Protocol(e.to_string()))?;
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            DaemonError::Protocol("control channel closed mid-frame".into())
+        } else {
+            DaemonError::io("reading the control channel", e)
+        }
+    })?;
+    Request::decode(&body)
+        .map(Some)
+        .map_err(|e| DaemonError::Protocol(e.to_string()))
+}
+
+fn send(out: &mut impl Write, resp: &Response) -> Result<()> {
+    out.write_all(&resp.encode())
+        .and_then(|_| out.flush())
+        .map_err(|e| DaemonError::io("writing the control channel", e))
+}
+
+/// A request refused: what the initiator is told.
+struct Refusal {
+    status: Status,
+    message: String,
+}
+
+fn refusal(status: Status, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Maps a storage failure to a protocol status.
+fn storage_status(e: &StorageError) -> Status {
+    match e.kind() {
+        ErrorKind::NotFound => Status::NoEntry,
+        ErrorKind::Exists => Status::Exists,
+        ErrorKind::Busy => Status::Busy,
+        ErrorKind::Access => Status::Access,
+        ErrorKind::NoSpace => Status::NoSpace,
+        ErrorKind::BadName => Status::BadName,
+        ErrorKind::BadConfig => Status::BadPoolConfig,
+        ErrorKind::OutOfRange | ErrorKind::Other => Status::Fatal,
+    }
+}
+
+fn storage_refusal(set: &str, e: &StorageError) -> Refusal {
+    refusal(storage_status(e), format!("pool set '{set}': {e}"))
+}
+
+struct OpenReq<'a> {
+    create: bool,
+    version: u16,
+    pool_set: &'a str,
+    pool_size: u64,
+    nlanes: u32,
+    attr: Option<PoolAttr>,
+}
+
+/// Serves one session: the first request must create or open a pool.
+/// Returns the exit status.
+pub fn serve(settings: &Settings, addr: IpAddr) -> Result<()> {
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let mut input = stdin.lock();
+    let mut out = stdout.lock();
+    let first = match read_frame(&mut input) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            info!("the initiator closed the control channel before a request");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let req = match &first {
+        Request::Create {
+            version,
+            pool_set,
+            pool_size,
+            nlanes,
+            attr,
+        } => OpenReq {
+            create: true,
+            version: *version,
+            pool_set,
+            pool_size: *pool_size,
+            nlanes: *nlanes,
+            attr: *attr,
+        },
+        Request::Open {
+            version,
+            pool_set,
+            pool_size,
+            nlanes,
+        } => OpenReq {
+            create: false,
+            version: *version,
+            pool_set,
+            pool_size: *pool_size,
+            nlanes: *nlanes,
+            attr: None,
+        },
+        other => {
+            let r = refusal(
+                Status::BadProtocol,
+                format!("the first request must be create or open, not {other:?}"),
+            );
+            return fail(&mut out, r);
+        }
+    };
+    let (server, session) = match open_pool(settings, addr, &req) {
+        Ok(x) => x,
+        Err(r) => return fail(&mut out, r),
+    };
+    info!(
+        "{} pool set '{}': {} bytes, {} lanes, data on {}:{}",
+        if req.create { "created" } else { "opened" },
+        req.pool_set,
+        session.remote_size,
+        session.nlanes,
+        session.addr,
+        session.port
+    );
+    if let Err(e) = send(&mut out, &Response::Opened(session)) {
+        error!("{e}");
+        close(server);
+        return Err(e);
+    }
+    control_loop(&mut input, &mut out, server, req.pool_set)
+}
+
+fn fail(out: &mut impl Write, r: Refusal) -> Result<()> {
+    error!("{}", r.message);
+    send(
+        out,
+        &Response::Error {
+            status: r.status,
+            message: r.message.clone(),
+        },
+    )?;
+    Err(DaemonError::Reported {
+        code: r.status.errno(),
+        message: r.message,
+    })
+}
+
+fn open_pool(
+    settings: &Settings,
+    addr: IpAddr,
+    req: &OpenReq<'_>,
+) -> std::result::Result<(DataServer, Session), Refusal> {
+    if req.version != PROTO_VERSION {
+        return Err(refusal(
+            Status::BadProtocol,
+            format!(
+                "protocol version {} is not supported (this rpmemd speaks {PROTO_VERSION})",
+                req.version
+            ),
+        ));
+    }
+    if req.nlanes == 0 {
+        return Err(refusal(Status::BadNlanes, "zero lanes requested"));
+    }
+    let set_name = req.pool_set;
+    let dir = settings
+        .poolset_dir()
+        .map_err(|e| refusal(Status::Fatal, e.to_string()))?;
+    let path = resolve_name(dir, set_name).map_err(|e| storage_refusal(set_name, &e))?;
+    let set = PoolSet::load(&path).map_err(|e| storage_refusal(set_name, &e))?;
+    let remote_size = set.remote_size();
+    if remote_size < req.pool_size {
+        return Err(refusal(
+            Status::BadSize,
+            format!(
+                "pool set '{set_name}' provides {remote_size} bytes, less than the {} requested",
+                req.pool_size
+            ),
+        ));
+    }
+    let listener = TcpListener::bind((addr, 0)).map_err(|e| {
+        refusal(
+            Status::Fatal,
+            format!("cannot listen on {addr} for data connections: {e}"),
+        )
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| refusal(Status::Fatal, format!("listener address: {e}")))?
+        .port();
+    let mut secret = [0u8; SECRET_LEN];
+    getrandom::getrandom(&mut secret)
+        .map_err(|e| refusal(Status::Fatal, format!("no random session secret: {e}")))?;
+    let pool = if req.create {
+        Pool::create(&set, req.attr.as_ref())
+    } else {
+        Pool::open(&set)
+    }
+    .map_err(|e| storage_refusal(set_name, &e))?;
+    let nlanes = req.nlanes.min(settings.max_lanes);
+    let has_header = pool.has_header();
+    let attr = pool.attr().unwrap_or_default();
+    let size = pool.size();
+    let server = DataServer::start(listener, pool, secret, nlanes)
+        .map_err(|e| refusal(Status::Fatal, format!("cannot start the data server: {e}")))?;
+    Ok((
+        server,
+        Session {
+            version: PROTO_VERSION,
+            nlanes,
+            remote_size: size,
+            has_header,
+            attr,
+            addr: addr.to_string(),
+            port,
+            secret,
+        },
+    ))
+}
+
+/// Stops the data side and releases the pool (locks included).
+fn close(server: DataServer) {
+    match server.stop() {
+        Some(pool) => drop(pool),
+        None => warn!("the pool was still referenced at close"),
+    }
+}
+
+fn control_loop(
+    input: &mut impl Read,
+    out: &mut impl Write,
+    server: DataServer,
+    set_name: &str,
+) -> Result<()> {
+    loop {
+        let req = match read_frame(input) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                info!("pool set '{set_name}': the initiator went away; closing");
+                close(server);
+                return Ok(());
+            }
+            Err(DaemonError::Io { what, source }) => {
+                info!("pool set '{set_name}': {what}: {source}; closing");
+                close(server);
+                return Ok(());
+            }
+            Err(e) => {
+                error!("pool set '{set_name}': {e}; closing");
+                close(server);
+                return Err(e);
+            }
+        };
+        match req {
+            Request::SetAttr { attr } => {
+                let resp = match server.shared().pool.set_attr(&attr) {
+                    Ok(()) => {
+                        debug!("pool set '{set_name}': attributes set");
+                        Response::Ok
+                    }
+                    Err(e) => {
+                        let r = storage_refusal(set_name, &e);
+                        warn!("{}", r.message);
+                        Response::Error {
+                            status: r.status,
+                            message: r.message,
+                        }
+                    }
+                };
+                if let Err(e) = send(out, &resp) {
+                    info!("{e}; closing");
+                    close(server);
+                    return Ok(());
+                }
+            }
+            Request::Close => {
+                close(server);
+                info!("pool set '{set_name}': closed");
+                // The initiator may already be gone; the pool is closed either way.
+                let _ = send(out, &Response::Ok);
+                return Ok(());
+            }
+            Request::Create { .. } | Request::Open { .. } => {
+                let msg = format!("a pool (set '{set_name}') is already open in this session");
+                warn!("{msg}");
+                if let Err(e) = send(
+                    out,
+                    &Response::Error {
+                        status: Status::BadRequest,
+                        message: msg,
+                    },
+                ) {
+                    info!("{e}; closing");
+                    close(server);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_connection_third_field() {
+        assert_eq!(
+            ssh_address(Some("10.0.0.1 5555 10.0.0.2 22")).unwrap(),
+            "10.0.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            ssh_address(Some("::1 5555 ::1 22")).unwrap(),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        for bad in [None, Some(""), Some("1.2.3.4 5"), Some("a b host 22")] {
+            let e = ssh_address(bad).unwrap_err();
+            assert_eq!(e.exit_code(), libc::EINVAL);
+        }
+    }
+
+    #[test]
+    fn garbage_frames_are_protocol_errors() {
+        let mut zero = &[0u8, 0, 0, 0][..];
+        assert!(matches!(
+            read_frame(&mut zero),
+            Err(DaemonError::Protocol(_))
+        ));
+        let mut huge = &[0xffu8, 0xff, 0xff, 0x7f, 1][..];
+        assert!(matches!(
+            read_frame(&mut huge),
+            Err(DaemonError::Protocol(_))
+        ));
+        let mut unknown = &[1u8, 0, 0, 0, 0x55][..];
+        assert!(matches!(
+            read_frame(&mut unknown),
+            Err(DaemonError::Protocol(_))
+        ));
+        let mut empty = &[][..];
+        assert!(matches!(read_frame(&mut empty), Ok(None)));
+        let mut cut = &[5u8, 0][..];
+        assert!(matches!(
+            read_frame(&mut cut),
+            Err(DaemonError::Protocol(_))
+        ));
+    }
+}
