@@ -168,7 +168,9 @@ impl Pool {
         if let Some(a) = attr {
             pool.write_new_headers(a)?;
         }
-        *pool.attr.lock().unwrap_or_else(|e| e.into_inner()) = attr.copied();
+        // Report what the header holds (zero user flags became the host's).
+        *pool.attr.lock().unwrap_or_else(|e| e.into_inner()) =
+            attr.map(|a| PoolHeader::from_attr(a).to_attr());
         cleanup.0.clear();
         Ok(pool)
     }

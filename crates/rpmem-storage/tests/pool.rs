@@ -87,6 +87,21 @@ fn create_then_open_returns_the_attributes() {
 }
 
 #[test]
+fn zero_user_flags_become_the_host_arch_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, _) = write_set(d.path(), "z.set", "", &[2 * M]);
+    let s = load(&set);
+    let mut a = attr();
+    a.user_flags = [0; 16];
+    let pool = Pool::create(&s, Some(&a)).unwrap();
+    let mut want = a;
+    want.user_flags = rpmem_storage::header::host_arch_flags();
+    assert_eq!(pool.attr(), Some(want));
+    drop(pool);
+    assert_eq!(Pool::open(&s).unwrap().attr(), Some(want));
+}
+
+#[test]
 fn create_refuses_existing_parts_and_cleans_up() {
     let d = tempfile::tempdir().unwrap();
     let (set, parts) = write_set(d.path(), "b.set", "NOHDRS", &[2 * M, 2 * M]);
