@@ -138,13 +138,23 @@ fn set_attr_on_a_pool_without_headers_is_refused() {
     assert!(d.finish().0.success());
 }
 
+/// set, pool size, lanes, attributes, expected status, expected exit code.
+type CreateCase = (
+    &'static str,
+    u64,
+    u32,
+    Option<rpmem_proto::PoolAttr>,
+    Status,
+    i32,
+);
+
 #[test]
 fn create_errors_map_to_statuses_and_exit_codes() {
     let env = Env::new();
     let parts = env.set("e.set", "NOHDRS", &[2 * M]);
     env.set("hdr.set", "", &[2 * M]);
     fs::write(&parts[0], b"x").unwrap();
-    let cases: Vec<(&str, u64, u32, Option<rpmem_proto::PoolAttr>, Status, i32)> = vec![
+    let cases: Vec<CreateCase> = vec![
         ("e.set", 2 * M, 1, None, Status::Exists, 17),
         ("missing.set", 2 * M, 1, None, Status::NoEntry, 2),
         ("../e.set", 2 * M, 1, None, Status::BadName, 22),
