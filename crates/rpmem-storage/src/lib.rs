@@ -8,6 +8,8 @@
 //!   and coalesced durability.
 //! - [`resolve_name`] and [`remove`]: pool set names and `rpmemd --remove`.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod header;
 mod pool;

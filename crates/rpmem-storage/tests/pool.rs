@@ -442,3 +442,38 @@ fn pmempool_pools_verify_with_our_checksum() {
     // And a header we write for the same fields reproduces PMDK's bytes.
     assert_eq!(&h.to_bytes()[..], &raw[..]);
 }
+
+/// A small tmpfs mounted on a temporary directory, unmounted on drop.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn mount(size: &str) -> Option<SmallFs> {
+        let d = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(d.path())
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then_some(SmallFs(d))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn no_space_surfaces_as_enospc_and_cleans_up() {
+    let Some(fs_) = SmallFs::mount("3M") else {
+        eprintln!("skipped: cannot mount a small tmpfs (needs root)");
+        return;
+    };
+    let (set, parts) = write_set(fs_.0.path(), "q.set", "NOHDRS", &[2 * M, 2 * M]);
+    let e = Pool::create(&load(&set), None).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+    assert_eq!(e.errno(), libc::ENOSPC);
+    assert!(!parts[0].exists() && !parts[1].exists());
+}

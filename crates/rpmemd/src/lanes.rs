@@ -128,11 +128,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .name("lane".into())
             .spawn(move || connection(stream, &peer, &s2))
         {
-            Ok(h) => shared
-                .conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((clone, h)),
+            Ok(h) => {
+                let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+                // Forget finished connections (refused ones included), so
+                // their descriptors close and the list stays short.
+                conns.retain(|(_, h)| !h.is_finished());
+                conns.push((clone, h));
+            }
             Err(e) => error!("cannot start a lane thread: {e}"),
         }
     }
