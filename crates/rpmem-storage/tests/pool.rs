@@ -441,6 +441,14 @@ fn pmempool_pools_verify_with_our_checksum() {
     assert_eq!(h.arch_flags, rpmem_storage::header::host_arch_flags());
     // And a header we write for the same fields reproduces PMDK's bytes.
     assert_eq!(&h.to_bytes()[..], &raw[..]);
+    // A pool set naming the pmempool file opens, headers verified.
+    let set = d.path().join("obj.set");
+    fs::write(&set, format!("PMEMPOOLSET\n16M {}\n", pool.display())).unwrap();
+    let p = Pool::open(&load(&set)).unwrap();
+    let a = p.attr().unwrap();
+    assert_eq!(&a.signature, b"PMEMOBJ\0");
+    assert_eq!(a.uuid, h.uuid);
+    assert_eq!(p.size(), 16 * M);
 }
 
 /// A small tmpfs mounted on a temporary directory, unmounted on drop.
