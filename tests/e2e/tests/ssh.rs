@@ -130,7 +130,7 @@ fn cli_reaches_target_over_real_ssh() {
         )
     };
     let target = sshd.target();
-    let out = rpmem(&["create", &target, "cli.set", "--size", "4M"]);
+    let out = rpmem(&["create", &target, "cli.set", "--no-hdrs", "--size", "4M"]);
     assert!(out.status.success(), "{out:?}\nlog:\n{}", t.log());
     assert!(part.exists());
     let out = rpmem(&["info", &target, "cli.set", "--json"]);
