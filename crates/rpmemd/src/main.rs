@@ -5,6 +5,7 @@
 //! connections to the address of the ssh session. `--remove` removes a pool
 //! instead. The exit status is 0 or the errno of the failure.
 
+mod bench_echo;
 mod error;
 mod lanes;
 mod logger;
@@ -40,6 +41,9 @@ fn run() -> Result<()> {
     }
     let addr = server::ssh_address(std::env::var("SSH_CONNECTION").ok().as_deref())?;
     logger::init(&settings)?;
+    if cli.bench_echo {
+        return bench_echo::serve(addr);
+    }
     info!(
         "rpmemd {} serving on {addr}; poolset dir {:?}, max lanes {}",
         env!("CARGO_PKG_VERSION"),

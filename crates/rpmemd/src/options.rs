@@ -76,6 +76,9 @@ pub struct Cli {
     /// Most lanes granted to one session.
     #[arg(long = "max-lanes", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_lanes: Option<u32>,
+    /// Serve the raw TCP baseline of `rpmem bench` instead of a pool.
+    #[arg(long, hide = true)]
+    pub bench_echo: bool,
 }
 
 /// The settings in effect after defaults, files and the command line.
