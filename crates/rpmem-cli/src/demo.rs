@@ -52,7 +52,7 @@ fn env_set(name: &str) -> bool {
 }
 
 /// A program installed next to this executable.
-fn sibling(name: &str) -> Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> Result<PathBuf> {
     let exe =
         std::env::current_exe().map_err(|e| CliError::io("cannot find the rpmem executable", e))?;
     let dir = exe.parent().unwrap_or(Path::new("/"));

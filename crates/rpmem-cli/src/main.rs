@@ -6,6 +6,7 @@
 //! `rpmem: <message>`, and the exit status is the errno of the failure (1 when
 //! there is none).
 
+mod bench;
 mod commands;
 mod demo;
 mod error;
@@ -29,8 +30,7 @@ struct Cli {
     command: Command,
 }
 
-/// The subcommands. (A `bench` subcommand is planned; it goes here, with its
-/// code in its own module like `demo`.)
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a self-contained demonstration on this machine: create a pool,
@@ -42,6 +42,9 @@ enum Command {
     Info(commands::InfoArgs),
     /// Remove a pool's part files (and, with --pool-set, its pool set file).
     Rm(commands::RmArgs),
+    /// Measure persist latency and throughput against a raw TCP baseline
+    /// taken between the same endpoints in the same run.
+    Bench(bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> error::Result<()> {
@@ -50,6 +53,7 @@ fn run(cli: Cli) -> error::Result<()> {
         Command::Create(a) => commands::create(a),
         Command::Info(a) => commands::info(a),
         Command::Rm(a) => commands::rm(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

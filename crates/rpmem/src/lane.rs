@@ -195,7 +195,9 @@ impl Lane {
     ) -> Result<u64> {
         let h = self.header(op, flags, offset, len as u64);
         // SAFETY: forwarded from the caller.
-        let sent = unsafe { sys::send_from_raw(self.stream.as_raw_fd(), &h.encode(), src, len) };
+        let sent = unsafe {
+            sys::send_from_raw(self.stream.as_raw_fd(), &h.encode(), src, len, self.spin)
+        };
         match sent {
             Ok(()) => Ok(h.tag),
             Err(e) => Err(self.io_failed("sending data", e)),

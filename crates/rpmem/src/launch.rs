@@ -31,7 +31,7 @@ pub(crate) fn next_command(cmd: &str) -> String {
 }
 
 /// Quotes one word for the target's POSIX shell.
-pub(crate) fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b))
@@ -55,6 +55,16 @@ fn ssh_command(cfg: &Config, target: &Target, remote_cmd: &str) -> Command {
         .arg(target.destination())
         .arg(remote_cmd);
     c
+}
+
+/// The ssh command that runs the next `RPMEM_CMD` alternative on `target`
+/// with `args` appended (already quoted for the target's shell), exactly as
+/// the engine starts the daemon. For tools that need the daemon in another
+/// mode, such as `rpmemd --bench-echo`.
+pub fn remote_command(cfg: &Config, target: &str, args: &str) -> Result<Command> {
+    let t = Target::parse(target)?;
+    let cmd = format!("{} {args}", next_command(&cfg.cmd));
+    Ok(ssh_command(cfg, &t, cmd.trim_end()))
 }
 
 /// Keeps the last few KiB of what the remote side wrote on stderr, for error

@@ -21,6 +21,7 @@ mod sys;
 
 pub use config::{Config, Target};
 pub use error::{Error, Result};
+pub use launch::{remote_command, shell_quote};
 pub use pool::RemotePool;
 pub use region::Pool;
 pub use remove::{remove, RemoveFlags};

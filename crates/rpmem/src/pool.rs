@@ -43,7 +43,7 @@ fn check_region(addr: *const u8, size: usize, nlanes: u32) -> Result<()> {
     if addr.is_null() {
         return Err(invalid("pool_addr is NULL"));
     }
-    if addr as usize % page != 0 {
+    if !(addr as usize).is_multiple_of(page) {
         return Err(invalid(format!(
             "pool_addr {addr:p} is not aligned to the page size ({page})"
         )));
@@ -53,7 +53,7 @@ fn check_region(addr: *const u8, size: usize, nlanes: u32) -> Result<()> {
             "pool_size {size} is below the minimum of {MIN_POOL} bytes"
         )));
     }
-    if size % page != 0 {
+    if !size.is_multiple_of(page) {
         return Err(invalid(format!(
             "pool_size {size} is not a multiple of the page size ({page})"
         )));

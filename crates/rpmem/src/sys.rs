@@ -3,9 +3,13 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 /// Sends `head` then `len` bytes at `ptr` on a connected socket with one
-/// `sendmsg`, looping over partial sends. Never raises SIGPIPE.
+/// `sendmsg`, looping over partial sends. Never raises SIGPIPE. While the
+/// socket buffer is full it busy-polls for up to `spin` since the last
+/// progress before blocking, so a streaming lane is not put to sleep and
+/// woken for every buffer's worth.
 ///
 /// # Safety
 /// `ptr..ptr+len` must be readable for the duration of the call.
@@ -14,9 +18,11 @@ pub(crate) unsafe fn send_from_raw(
     head: &[u8],
     ptr: *const u8,
     len: usize,
+    spin: Duration,
 ) -> io::Result<()> {
     let mut head_done = 0usize;
     let mut body_done = 0usize;
+    let mut last_progress = Instant::now();
     while head_done < head.len() || body_done < len {
         let mut iov = [
             libc::iovec {
@@ -39,16 +45,23 @@ pub(crate) unsafe fn send_from_raw(
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = iov_ptr;
         msg.msg_iovlen = iov_cnt;
+        let spinning = last_progress.elapsed() < spin;
+        let flags = libc::MSG_NOSIGNAL | if spinning { libc::MSG_DONTWAIT } else { 0 };
         // SAFETY: the iovecs point into `head` (borrowed for this call) and the
         // caller's range, which the caller guarantees readable.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(fd, &msg, flags) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock if spinning => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                _ => return Err(e),
             }
-            return Err(e);
         }
+        last_progress = Instant::now();
         let mut n = n as usize;
         let h = n.min(head.len() - head_done);
         head_done += h;

@@ -2,7 +2,7 @@
 //!
 //! It is started exactly like a serving daemon (over ssh, on the address of
 //! the ssh session), so the baseline crosses the same two endpoints as the
-//! pool traffic. It prints its port on stdout and then answers every message
+//! pool traffic. It prints its address and port on stdout and then answers every message
 //! (`u32` length, `u32` zero, then that many bytes) with 8 bytes, spinning on
 //! a non-blocking socket: the best round trip this link can do. It exits when
 //! its stdin closes.
@@ -28,7 +28,7 @@ pub fn serve(addr: IpAddr) -> Result<()> {
         .local_addr()
         .map_err(|e| DaemonError::io("listener address", e))?
         .port();
-    println!("{port}");
+    println!("{addr} {port}");
     io::stdout()
         .flush()
         .map_err(|e| DaemonError::io("writing the port", e))?;
