@@ -422,10 +422,19 @@ impl Pool {
 
     /// Receives `len` bytes from the socket `fd` straight into the pool at
     /// `offset` (the RELAXED path: no 8-byte atomicity promise).
-    pub fn recv_into(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    ///
+    /// While the socket is empty it busy-polls for up to `spin` since the
+    /// last bytes arrived before blocking (zero: block at once).
+    pub fn recv_into(
+        &self,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: u64,
+        spin: std::time::Duration,
+    ) -> io::Result<()> {
         self.check_range(offset, len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.pieces(offset, len, |p, poff, _, n| p.map.recv(fd, poff, n))
+        self.pieces(offset, len, |p, poff, _, n| p.map.recv(fd, poff, n, spin))
     }
 
     /// Sends `len` bytes at `offset` of the pool to the socket `fd`.

@@ -42,6 +42,35 @@ fn spin_window() -> Duration {
     })
 }
 
+/// Fills `buf` from `stream`. While bytes keep arriving it polls without
+/// blocking, and blocks only after `window` without progress, so requests
+/// and payloads that follow within a round trip are served without the cost
+/// of waking a parked thread. `Ok(false)`: the peer closed before any byte.
+fn fill(stream: &TcpStream, buf: &mut [u8], window: Duration) -> io::Result<bool> {
+    let mut got = 0;
+    let mut last_progress = Instant::now();
+    while got < buf.len() {
+        let spinning = last_progress.elapsed() < window;
+        let flags = if spinning {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::empty()
+        };
+        match recv(stream.as_raw_fd(), &mut buf[got..], flags) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                got += n;
+                last_progress = Instant::now();
+            }
+            Err(Errno::EAGAIN) if spinning => std::hint::spin_loop(),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
 /// State shared by the control thread, the accept thread and the lanes.
 pub struct Shared {
     /// The open pool.
@@ -305,49 +334,14 @@ impl LaneServer<'_> {
 
     fn read_header(&mut self) -> Result<[u8; HEADER_LEN], Stop> {
         let mut raw = [0u8; HEADER_LEN];
-        let mut got = self.spin_read(&mut raw)?;
-        while got < HEADER_LEN {
-            match self.stream.read(&mut raw[got..]) {
-                Ok(0) if got == 0 => return Err(Stop::Closed),
-                Ok(0) => return Err(Stop::Failed("connection closed mid-header".into())),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_stop(e, "reading a request")),
+        match fill(&self.stream, &mut raw, spin_window()) {
+            Ok(true) => Ok(raw),
+            Ok(false) => Err(Stop::Closed),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Err(Stop::Failed("connection closed mid-header".into()))
             }
+            Err(e) => Err(io_stop(e, "reading a request")),
         }
-        Ok(raw)
-    }
-
-    /// Busy-polls with non-blocking reads for up to the spin window, so a
-    /// request that follows within a round trip is served without the cost
-    /// of waking a parked thread. Returns how many bytes it got.
-    fn spin_read(&mut self, buf: &mut [u8]) -> Result<usize, Stop> {
-        let window = spin_window();
-        if window.is_zero() {
-            return Ok(0);
-        }
-        let start = Instant::now();
-        let mut got = 0;
-        while got < buf.len() {
-            match recv(
-                self.stream.as_raw_fd(),
-                &mut buf[got..],
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(0) if got == 0 => return Err(Stop::Closed),
-                Ok(0) => return Err(Stop::Failed("connection closed mid-header".into())),
-                Ok(n) => got += n,
-                Err(Errno::EAGAIN) => {
-                    if start.elapsed() >= window {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(io_stop(e.into(), "reading a request")),
-            }
-        }
-        Ok(got)
     }
 
     /// Refuses a request whose payload cannot be trusted and ends the lane.
@@ -441,7 +435,7 @@ impl LaneServer<'_> {
         let pool = &self.shared.pool;
         if relaxed {
             return pool
-                .recv_into(self.stream.as_fd(), offset, len)
+                .recv_into(self.stream.as_fd(), offset, len, spin_window())
                 .map_err(|e| Stop::Failed(format!("receiving payload: {e}")));
         }
         if self.stage.is_empty() && len > 0 {
@@ -457,9 +451,11 @@ impl LaneServer<'_> {
                 n -= (at + n) % 8;
             }
             let buf = &mut self.stage[..n as usize];
-            self.stream
-                .read_exact(buf)
-                .map_err(|e| Stop::Failed(format!("receiving payload: {e}")))?;
+            match fill(&self.stream, buf, spin_window()) {
+                Ok(true) => {}
+                Ok(false) => return Err(Stop::Failed("connection closed mid-payload".into())),
+                Err(e) => return Err(Stop::Failed(format!("receiving payload: {e}"))),
+            }
             pool.write(at, buf)
                 .map_err(|e| Stop::Failed(format!("writing payload: {e}")))?;
             done += n;

@@ -171,10 +171,21 @@ pub fn connect_raw(s: &Session, lane: u32, secret: [u8; 32]) -> (TcpStream, Opti
     (t, ack)
 }
 
+/// Connects lane `lane` and expects it accepted. A lane whose previous
+/// connection the test just dropped may still be tearing down on the daemon
+/// (it is refused as "already connected" until then), so retry briefly.
 pub fn connect(s: &Session, lane: u32) -> TcpStream {
-    let (t, ack) = connect_raw(s, lane, s.secret);
-    assert_eq!(ack.map(|a| a.status), Some(Status::Ok));
-    t
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (t, ack) = connect_raw(s, lane, s.secret);
+        match ack.map(|a| a.status) {
+            Some(Status::Ok) => return t,
+            Some(Status::BadNlanes) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("lane {lane} refused: {other:?}"),
+        }
+    }
 }
 
 pub fn read_ack(t: &mut TcpStream) -> Option<Ack> {
