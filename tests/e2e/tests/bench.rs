@@ -46,7 +46,10 @@ fn bench_against_a_given_target_needs_a_pool_set() {
     let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(22), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("rpmem: ") && err.contains("POOLSET"), "{err}");
+    assert!(
+        err.starts_with("rpmem: ") && err.contains("POOLSET"),
+        "{err}"
+    );
 }
 
 #[test]
