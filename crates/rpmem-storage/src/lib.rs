@@ -6,11 +6,13 @@
 //! - [`Pool`]: parts created or opened, locked (exclusive `flock`), mapped
 //!   shared, addressed as one remote pool; writes, reads, socket transfers
 //!   and coalesced durability.
+//! - [`flush`]: the persistent-memory durability path (CPU cache flush).
 //! - [`resolve_name`] and [`remove`]: pool set names and `rpmemd --remove`.
 
 #![warn(missing_docs)]
 
 mod error;
+pub mod flush;
 pub mod header;
 mod pool;
 pub mod poolset;
@@ -18,6 +20,7 @@ mod remove;
 mod sys;
 
 pub use error::{ErrorKind, Result, StorageError};
+pub use flush::{set_force_pmem, Method};
 pub use header::PoolHeader;
 pub use pool::{Pool, Range};
 pub use poolset::{HeaderMode, PartSpec, PoolSet};

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rpmem_proto::PoolAttr;
 
 use crate::error::{Result, StorageError};
+use crate::flush::{self, Method};
 use crate::header::{PoolHeader, HEADER_LEN};
 use crate::poolset::PoolSet;
 use crate::sys::{self, Mapping};
@@ -51,6 +52,7 @@ pub struct Pool {
     segments: Vec<Segment>,
     size: u64,
     attr: Mutex<Option<PoolAttr>>,
+    method: Method,
 }
 
 /// Removes the files a failed create made.
@@ -85,6 +87,7 @@ impl Pool {
         let mut parts = Vec::with_capacity(files.len());
         let mut segments = Vec::with_capacity(files.len());
         let mut pool_off = 0;
+        let mut pmem = true;
         for (i, (path, file, is_device)) in files.into_iter().enumerate() {
             let aligned = set.parts[i].size / PAGE_SIZE * PAGE_SIZE;
             let len = usize::try_from(aligned).map_err(|_| {
@@ -99,6 +102,7 @@ impl Pool {
                 part_off,
             });
             pool_off += seg_len;
+            pmem &= is_device || map.is_sync();
             parts.push(Part {
                 path,
                 file,
@@ -112,6 +116,11 @@ impl Pool {
             segments,
             size: pool_off,
             attr: Mutex::new(None),
+            method: if pmem || flush::force_pmem() {
+                Method::detect()
+            } else {
+                Method::Msync
+            },
         })
     }
 
@@ -317,6 +326,13 @@ impl Pool {
         self.parts.iter().all(|p| p.map.is_sync())
     }
 
+    /// How [`Pool::persist`] makes ranges durable: a CPU cache flush where
+    /// every part is persistent memory (`MAP_SYNC` mapping or device DAX), or
+    /// where [`crate::set_force_pmem`] is on; `msync` otherwise.
+    pub fn persist_method(&self) -> Method {
+        self.method
+    }
+
     /// Rewrites the attributes in every header (as PMDK's
     /// `util_replica_set_attr`: part 0's uuid and its neighbours' links follow
     /// `attr.uuid`), checksums and syncs them.
@@ -444,12 +460,32 @@ impl Pool {
         self.pieces(offset, len, |p, poff, _, n| p.map.send(fd, poff, n))
     }
 
-    /// Makes `ranges` durable: sorts them in place, coalesces ranges whose
-    /// covering pages overlap or touch, and msyncs each coalesced span (split
-    /// at part boundaries). `deep` also fsyncs every part file. Allocates
-    /// nothing.
+    /// Makes `ranges` durable and sorts them in place. Allocates nothing.
+    ///
+    /// On persistent memory ([`Pool::persist_method`] is a cache flush) every
+    /// cache line of the ranges is written back, then one fence. Otherwise
+    /// ranges whose covering pages overlap or touch are coalesced and each
+    /// span is msynced (split at part boundaries).
+    ///
+    /// `deep` flushes to the deepest domain available: the msync of the
+    /// spans and an fsync of every part file, after the cache flush on
+    /// persistent memory (standing in for the region's deep flush).
     pub fn persist(&self, ranges: &mut [Range], deep: bool) -> Result<()> {
         ranges.sort_unstable_by_key(|r| r.offset);
+        if self.method.is_cache_flush() {
+            for r in ranges.iter().filter(|r| r.len > 0) {
+                self.check_range(r.offset, r.len)?;
+                self.pieces(r.offset, r.len, |p, poff, _, n| {
+                    p.map
+                        .write_back(self.method, poff, n)
+                        .map_err(|e| StorageError::io("flush", &p.path, e))
+                })?;
+            }
+            flush::fence();
+            if !deep {
+                return Ok(());
+            }
+        }
         let mut cur: Option<(u64, u64)> = None;
         for r in ranges.iter().filter(|r| r.len > 0) {
             self.check_range(r.offset, r.len)?;

@@ -16,6 +16,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::{self, NonNull};
 use std::time::{Duration, Instant};
 
+use crate::flush::Method;
+
 /// A `MAP_SHARED` read/write mapping of the first `len` bytes of a file.
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
@@ -114,6 +116,17 @@ impl Mapping {
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// Writes back the CPU cache lines covering `off..off+len` with
+    /// `method`'s instruction (no fence; see [`crate::flush::fence`]).
+    pub(crate) fn write_back(&self, method: Method, off: usize, len: usize) -> io::Result<()> {
+        let p = self.check(off, len)?;
+        // SAFETY: p..p+len lies inside this live mapping (checked above);
+        // the lines rounded out from it are inside too, because the mapping
+        // starts and ends on page boundaries.
+        unsafe { crate::flush::write_back(method, p, len) };
         Ok(())
     }
 
