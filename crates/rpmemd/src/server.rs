@@ -251,6 +251,7 @@ fn open_pool(
     let has_header = pool.has_header();
     let attr = pool.attr().unwrap_or_default();
     let size = pool.size();
+    debug!("pool set '{set_name}': persist: {}", pool.persist_method());
     let server = DataServer::start(listener, pool, secret, nlanes)
         .map_err(|e| refusal(Status::Fatal, format!("cannot start the data server: {e}")))?;
     Ok((
