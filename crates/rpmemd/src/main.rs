@@ -4,6 +4,10 @@
 //! session: the control protocol on stdin/stdout, the data lanes on TCP
 //! connections to the address of the ssh session. `--remove` removes a pool
 //! instead. The exit status is 0 or the errno of the failure.
+//!
+//! Environment: `RPMEMD_FORCE_PMEM=1` makes every pool use the
+//! persistent-memory durability path (CPU cache flush and fence) even on
+//! ordinary files, for testing that path where there is no pmem.
 
 mod bench_echo;
 mod error;
@@ -17,6 +21,16 @@ use log::{error, info};
 
 use crate::error::{DaemonError, Result};
 use crate::options::{Cli, Settings};
+
+/// The environment switch that forces the persistent-memory durability path.
+const FORCE_PMEM_VAR: &str = "RPMEMD_FORCE_PMEM";
+
+/// Whether `RPMEMD_FORCE_PMEM` is `1` (or `y`/`yes`/`true`).
+fn force_pmem() -> bool {
+    std::env::var(FORCE_PMEM_VAR)
+        .map(|v| matches!(v.trim(), "1" | "y" | "yes" | "true"))
+        .unwrap_or(false)
+}
 
 fn run() -> Result<()> {
     let cli = match Cli::try_parse() {
@@ -50,8 +64,18 @@ fn run() -> Result<()> {
         settings.poolset_dir,
         settings.max_lanes
     );
+    if force_pmem() {
+        rpmem_storage::set_force_pmem(true);
+        info!(
+            "{FORCE_PMEM_VAR}=1: pools use the persistent-memory path ({})",
+            rpmem_storage::Method::detect()
+        );
+    }
     if settings.persist_apm {
-        info!("persist-apm requested: the TCP transport always uses the general method");
+        info!("persist-apm requested: over TCP every byte passes through rpmemd, which makes it durable itself (as persist-general)");
+    }
+    if !settings.persist_general {
+        info!("persist-general = no: rpmemd still makes every persisted range durable before acknowledging it");
     }
     server::serve(&settings, addr)
 }
