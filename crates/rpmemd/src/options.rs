@@ -35,7 +35,18 @@ impl LogLevel {
     name = "rpmemd",
     version,
     about = "rpmem target daemon: serves remote pools to librpmem over the ssh session and TCP lanes",
-    after_help = "Configuration files: /etc/rpmemd/rpmemd.conf, then $HOME/.rpmemd.conf (or only --config FILE); the command line wins."
+    after_help = "Configuration files: /etc/rpmemd/rpmemd.conf, then $HOME/.rpmemd.conf (or only --config FILE); \
+later files override earlier ones and the command line wins. Lines are 'key = value' with the long option names \
+as keys (poolset-dir, log-file, log-level, nthreads, max-lanes; persist-apm, persist-general, use-syslog take \
+yes/no); '#' starts a comment; $HOME is expanded. A bad line is an error naming file and line (exit 22).
+
+Persistency methods: rpmemd makes every persisted range durable itself before acknowledging it: msync of the \
+covering pages, or on persistent memory (MAP_SYNC or device DAX) a CPU cache flush (clwb, clflushopt or \
+clflush) and fence. That is the general method (persist-general, always in effect). The appliance method \
+(persist-apm) is RDMA's read-after-write without the target CPU; over our TCP transport every byte passes \
+through rpmemd, so it is accepted, logged, and changes nothing.
+
+Environment: RPMEMD_FORCE_PMEM=1 uses the persistent-memory path even on ordinary files (for testing)."
 )]
 pub struct Cli {
     /// Read only this configuration file.
@@ -63,11 +74,12 @@ pub struct Cli {
     /// Least severe level logged.
     #[arg(long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
-    /// Use the appliance persistency method (accepted; the TCP transport
-    /// always makes data durable with the general method).
+    /// Appliance persistency method (RDMA read-after-write): accepted and
+    /// logged; over TCP rpmemd makes data durable itself either way.
     #[arg(long = "persist-apm")]
     pub persist_apm: bool,
-    /// Use the general persistency method (the default).
+    /// General persistency method: rpmemd makes each persisted range durable
+    /// (msync, or cache flush on pmem) before acknowledging it (the default).
     #[arg(long = "persist-general")]
     pub persist_general: bool,
     /// Log to syslog (the default unless a log file is set).
@@ -124,8 +136,15 @@ fn expand_home(v: &str) -> Option<PathBuf> {
 
 impl Default for Settings {
     fn default() -> Self {
+        Settings::default_with_home(home())
+    }
+}
+
+impl Settings {
+    /// The defaults, with the pool set directory `home`.
+    pub fn default_with_home(home: Option<PathBuf>) -> Self {
         Settings {
-            poolset_dir: home(),
+            poolset_dir: home,
             log_file: None,
             log_level: LogLevel::Err,
             persist_apm: false,
@@ -135,9 +154,7 @@ impl Default for Settings {
             max_lanes: DEFAULT_MAX_LANES,
         }
     }
-}
 
-impl Settings {
     /// Applies one configuration file's text. `key = value` lines, `#`
     /// comments; switches take yes/no.
     pub fn apply_config(&mut self, file: &Path, text: &str) -> Result<()> {
@@ -207,7 +224,13 @@ impl Settings {
     /// Builds the settings: defaults, then the configuration files (only
     /// `cli.config` when given), then the command line.
     pub fn load(cli: &Cli) -> Result<Settings> {
-        let mut s = Settings::default();
+        Settings::load_from(cli, Path::new(SYSTEM_CONFIG), home().as_deref())
+    }
+
+    /// [`Settings::load`] with the system configuration file and the home
+    /// directory given (so the order can be tested without touching /etc).
+    pub fn load_from(cli: &Cli, system: &Path, home: Option<&Path>) -> Result<Settings> {
+        let mut s = Settings::default_with_home(home.map(Path::to_path_buf));
         match &cli.config {
             Some(f) => {
                 let text = fs::read_to_string(f).map_err(|e| {
@@ -216,8 +239,8 @@ impl Settings {
                 s.apply_config(f, &text)?;
             }
             None => {
-                let mut files = vec![PathBuf::from(SYSTEM_CONFIG)];
-                if let Some(h) = home() {
+                let mut files = vec![system.to_path_buf()];
+                if let Some(h) = home {
                     files.push(h.join(".rpmemd.conf"));
                 }
                 for f in files {
@@ -313,6 +336,84 @@ mod tests {
         assert_eq!(s.max_lanes, DEFAULT_MAX_LANES);
     }
 
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("rpmemd").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn system_then_home_then_command_line() {
+        let d = tempfile::tempdir().unwrap();
+        let system = d.path().join("system.conf");
+        let home = d.path().join("home");
+        fs::create_dir(&home).unwrap();
+        fs::write(
+            &system,
+            "poolset-dir = /sys-dir\nlog-level = warn\nmax-lanes = 5\nnthreads = 2\nuse-syslog = no\n",
+        )
+        .unwrap();
+        fs::write(
+            home.join(".rpmemd.conf"),
+            "log-level = info\nmax-lanes = 6\npersist-general = no\nlog-file = $HOME/x.log\n",
+        )
+        .unwrap();
+        // Both files: the home file overrides the system one key by key.
+        let s = Settings::load_from(&parse(&[]), &system, Some(&home)).unwrap();
+        assert_eq!(s.poolset_dir.as_deref(), Some(Path::new("/sys-dir")));
+        assert_eq!(s.log_level, LogLevel::Info);
+        assert_eq!((s.max_lanes, s.nthreads), (6, 2));
+        assert!(!s.use_syslog && !s.persist_general && !s.persist_apm);
+        // The command line wins over both, switches included.
+        let s = Settings::load_from(
+            &parse(&[
+                "--poolset-dir",
+                "/cli-dir",
+                "--log-level",
+                "debug",
+                "--max-lanes",
+                "7",
+                "-t",
+                "3",
+                "--use-syslog",
+                "--persist-general",
+                "--persist-apm",
+                "--log-file",
+                "/cli.log",
+            ]),
+            &system,
+            Some(&home),
+        )
+        .unwrap();
+        assert_eq!(s.poolset_dir.as_deref(), Some(Path::new("/cli-dir")));
+        assert_eq!(s.log_level, LogLevel::Debug);
+        assert_eq!((s.max_lanes, s.nthreads), (7, 3));
+        assert!(s.use_syslog && s.persist_general && s.persist_apm);
+        assert_eq!(s.log_file.as_deref(), Some(Path::new("/cli.log")));
+        // -c FILE: neither default file is read.
+        let only = d.path().join("only.conf");
+        fs::write(&only, "max-lanes = 9\n").unwrap();
+        let s = Settings::load_from(
+            &parse(&["-c", only.to_str().unwrap()]),
+            &system,
+            Some(&home),
+        )
+        .unwrap();
+        assert_eq!(s.max_lanes, 9);
+        assert_eq!(s.log_level, LogLevel::Err);
+        assert_eq!((s.nthreads, s.use_syslog), (1, true));
+        // Missing default files are fine; a bad line in the system file is
+        // an error naming it.
+        let s = Settings::load_from(&parse(&[]), &d.path().join("none"), None).unwrap();
+        assert_eq!(s, Settings::default_with_home(None));
+        fs::write(&system, "max-lanes = 5\nnthreads = -1\n").unwrap();
+        let e = Settings::load_from(&parse(&[]), &system, Some(&home)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:2: ", system.display())),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), libc::EINVAL);
+    }
+
     #[test]
     fn command_line_parses_rpmemd_options() {
         let cli = Cli::try_parse_from([
@@ -337,5 +438,14 @@ mod tests {
         assert_eq!(cli.log_level, Some(LogLevel::Info));
         assert!(Cli::try_parse_from(["rpmemd", "--log-level", "loud"]).is_err());
         assert!(Cli::try_parse_from(["rpmemd", "--persist-apm=yes"]).is_err());
+        assert!(Cli::try_parse_from(["rpmemd", "-t", "0"]).is_err());
+        assert!(Cli::try_parse_from(["rpmemd", "--nthreads=x"]).is_err());
+        assert_eq!(parse(&["--nthreads=2"]).nthreads, Some(2));
+        let c = parse(&["--use-syslog", "--persist-general", "-c", "/f"]);
+        assert!(c.use_syslog && c.persist_general && !c.persist_apm);
+        assert_eq!(c.config.as_deref(), Some(Path::new("/f")));
+        let c = parse(&["--config=/g", "--remove=s", "--force", "--pool-set"]);
+        assert_eq!(c.config.as_deref(), Some(Path::new("/g")));
+        assert!(c.force && c.pool_set && c.remove.as_deref() == Some("s"));
     }
 }
