@@ -1,0 +1,230 @@
+//! Pools that move between PMDK's tools and ours, end to end through the
+//! client: a pool `pmempool create` made opens through our daemon with its
+//! attributes, and the part files our daemon writes pass `pmempool info` and
+//! `pmempool check`.
+//!
+//! Skipped (with a message) where `pmempool` is not installed.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use e2e::{bin, LocalTarget};
+use rpmem::{Config, Pool, RemoveFlags};
+
+const MIB: usize = 1024 * 1024;
+const POOL: usize = 16 * MIB;
+
+fn config(t: &LocalTarget) -> Config {
+    Config {
+        ssh: bin("rpmem-ssh-local").display().to_string(),
+        cmd: t.rpmem_cmd(),
+        ..Config::default()
+    }
+}
+
+fn have_pmempool() -> bool {
+    let ok = Command::new("pmempool")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipping: pmempool is not installed");
+    }
+    ok
+}
+
+fn pmempool(args: &[&str], file: &Path) -> Output {
+    Command::new("pmempool")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run pmempool")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `pmempool create obj --layout=LAYOUT -s 16M PATH`.
+fn pmempool_create(path: &Path, layout: &str) {
+    let o = Command::new("pmempool")
+        .args(["create", "obj", &format!("--layout={layout}"), "-s", "16M"])
+        .arg(path)
+        .output()
+        .expect("run pmempool create");
+    assert!(o.status.success(), "pmempool create: {}", text(&o));
+}
+
+fn one_part_set(t: &LocalTarget, name: &str, part: &Path) {
+    t.write_poolset(name, &format!("PMEMPOOLSET\n16M {}\n", part.display()));
+}
+
+#[test]
+fn pmempool_obj_pool_opens_through_our_daemon_with_its_attributes() {
+    if !have_pmempool() {
+        return;
+    }
+    let t = LocalTarget::new();
+    let part = t.dir().join("pmdk.part");
+    pmempool_create(&part, "interop-layout");
+    one_part_set(&t, "pmdk.set", &part);
+    let before = fs::read(&part).unwrap();
+
+    let cfg = config(&t);
+    let (pool, attr) = Pool::open(&cfg, "localhost", "pmdk.set", POOL, 2)
+        .unwrap_or_else(|e| panic!("open: {e}; log: {}", t.log()));
+    assert!(pool.has_header());
+    assert_eq!(&attr.signature, b"PMEMOBJ\0");
+    // The attributes are the header's fields (DESIGN §6).
+    assert_eq!(
+        attr.major,
+        u32::from_le_bytes(before[8..12].try_into().unwrap())
+    );
+    assert_eq!(
+        attr.incompat_features,
+        u32::from_le_bytes(before[16..20].try_into().unwrap())
+    );
+    assert_eq!(&attr.poolset_uuid[..], &before[24..40]);
+    assert_eq!(&attr.uuid[..], &before[40..56]);
+    assert_eq!(&attr.user_flags[..], &before[128..144], "arch flags");
+    // Reading through the daemon gives the pool's bytes: header and the
+    // layout name in the pmemobj descriptor.
+    let mut head = vec![0u8; 8192];
+    pool.read(&mut head, 0, 0).unwrap();
+    assert_eq!(head[..], before[..8192]);
+    assert!(head[4096..4096 + 1024]
+        .windows(14)
+        .any(|w| w == b"interop-layout"));
+    pool.close().unwrap();
+    // Open and close change nothing, and pmempool still accepts the pool.
+    assert!(
+        fs::read(&part).unwrap() == before,
+        "open/close wrote nothing"
+    );
+    let o = pmempool(&["check"], &part);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn parts_our_daemon_writes_pass_pmempool_info_and_check() {
+    if !have_pmempool() {
+        return;
+    }
+    let t = LocalTarget::new();
+    // The model: a pool pmempool made, read through our daemon.
+    let model = t.dir().join("model.part");
+    pmempool_create(&model, "copied");
+    one_part_set(&t, "model.set", &model);
+    let cfg = config(&t);
+    let (src, attr) = Pool::open(&cfg, "localhost", "model.set", POOL, 1)
+        .unwrap_or_else(|e| panic!("open model: {e}; log: {}", t.log()));
+    let mut body = vec![0u8; POOL - 4096];
+    for (i, piece) in body.chunks_mut(MIB).enumerate() {
+        src.read(piece, 4096 + i * MIB, 0).unwrap();
+    }
+    src.close().unwrap();
+
+    // Our pool: created by our daemon with those attributes, the body
+    // persisted through the client.
+    let ours = t.dir().join("ours.part");
+    one_part_set(&t, "ours.set", &ours);
+    let mut pool = Pool::create(&cfg, "localhost", "ours.set", POOL, 4, Some(&attr))
+        .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+    pool.region_mut()[4096..].copy_from_slice(&body);
+    for (i, _) in body.chunks(MIB).enumerate() {
+        let off = 4096 + i * MIB;
+        let len = MIB.min(POOL - off);
+        pool.persist(off, len, (i % 4) as u32, 0).unwrap();
+    }
+    pool.close().unwrap();
+
+    let o = pmempool(&["info"], &ours);
+    assert!(o.status.success(), "pmempool info: {}", text(&o));
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(info.contains("PMEMOBJ"), "{info}");
+    assert!(info.contains("copied"), "layout shown: {info}");
+    let o = pmempool(&["check", "-v"], &ours);
+    assert!(o.status.success(), "pmempool check: {}", text(&o));
+    let check = String::from_utf8_lossy(&o.stdout);
+    assert!(check.contains("consistent"), "{check}");
+    assert!(!check.contains("not consistent"), "{check}");
+
+    // And our header reads back through our daemon unchanged.
+    let (pool, again) = Pool::open(&cfg, "localhost", "ours.set", POOL, 1).unwrap();
+    assert_eq!(again, attr);
+    pool.close().unwrap();
+    rpmem::remove(&cfg, "localhost", "ours.set", RemoveFlags::default()).unwrap();
+    assert!(!ours.exists());
+}
+
+/// A pool set of two 8 MiB parts at `dir/<stem>.p0`, `.p1`, named `name`.
+fn two_part_set(t: &LocalTarget, name: &str, stem: &str) -> [std::path::PathBuf; 2] {
+    let parts = [0, 1].map(|i| t.dir().join(format!("{stem}.p{i}")));
+    t.write_poolset(
+        name,
+        &format!(
+            "PMEMPOOLSET\n8M {}\n8M {}\n",
+            parts[0].display(),
+            parts[1].display()
+        ),
+    );
+    parts
+}
+
+#[test]
+fn multi_part_pools_move_both_ways_and_pass_pmempool_check() {
+    if !have_pmempool() {
+        return;
+    }
+    let t = LocalTarget::new();
+    // pmempool makes a two-part obj pool from a pool set in the poolset dir.
+    two_part_set(&t, "pmdk2.set", "pmdk2");
+    let o = Command::new("pmempool")
+        .args(["create", "obj", "--layout=two-parts"])
+        .arg(t.dir().join("pmdk2.set"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pmempool create: {}", text(&o));
+    // Our daemon opens it (every part header verified, links followed).
+    let size = 16 * MIB - 4096;
+    let cfg = config(&t);
+    let (src, attr) = Pool::open(&cfg, "localhost", "pmdk2.set", size, 1)
+        .unwrap_or_else(|e| panic!("open: {e}; log: {}", t.log()));
+    assert_eq!(&attr.signature, b"PMEMOBJ\0");
+    let mut body = vec![0u8; size - 4096];
+    for (i, piece) in body.chunks_mut(MIB).enumerate() {
+        src.read(piece, 4096 + i * MIB, 0).unwrap();
+    }
+    src.close().unwrap();
+
+    // Ours: same attributes and contents, written through the client across
+    // the part boundary; pmempool checks every part header and the links.
+    let parts = two_part_set(&t, "ours2.set", "ours2");
+    let mut pool = Pool::create(&cfg, "localhost", "ours2.set", size, 2, Some(&attr))
+        .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+    pool.region_mut()[4096..].copy_from_slice(&body);
+    pool.persist(4096, size - 4096, 0, 0).unwrap();
+    pool.close().unwrap();
+    let set = t.dir().join("ours2.set");
+    let o = pmempool(&["check", "-v"], &set);
+    assert!(o.status.success(), "pmempool check: {}", text(&o));
+    let check = String::from_utf8_lossy(&o.stdout);
+    assert!(check.contains("part 1: pool header correct"), "{check}");
+    assert!(check.contains(": consistent"), "{check}");
+    let o = pmempool(&["info"], &set);
+    assert!(o.status.success(), "pmempool info: {}", text(&o));
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(info.contains("two-parts"), "{info}");
+    assert!(info.contains("[OK]"), "{info}");
+    assert!(!info.contains("[wrong"), "{info}");
+    for p in &parts {
+        assert_eq!(fs::metadata(p).unwrap().len(), 8 * MIB as u64);
+    }
+}
