@@ -1,0 +1,446 @@
+//! Faults, end to end: the target dies, the initiator dies, the target stalls,
+//! strangers talk to the data port. Real processes, real sockets, real files.
+//!
+//! Deadlines asserted here are hang checks with a wide margin over the bound
+//! the library promises (`RPMEM_TIMEOUT_MS`, default 5000 ms); the measured
+//! times are printed (`cargo test -- --nocapture` shows them).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use e2e::{bin, compile_c, LocalTarget};
+use rpmem::{Config, Pool, PERSIST_RELAXED};
+
+const MIB: usize = 1024 * 1024;
+/// Wide hang check for anything that should take a fraction of a second.
+const HANG: Duration = Duration::from_secs(30);
+
+fn config(t: &LocalTarget) -> Config {
+    Config {
+        ssh: bin("rpmem-ssh-local").display().to_string(),
+        cmd: t.rpmem_cmd(),
+        ..Config::default()
+    }
+}
+
+/// Writes a pool set without headers of one part of `size` in the target dir.
+fn nohdrs_set(t: &LocalTarget, name: &str, size: &str) -> PathBuf {
+    let part = t.dir().join(format!("{name}.part"));
+    t.write_poolset(
+        name,
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n{size} {}\n", part.display()),
+    );
+    part
+}
+
+/// The byte a block holds at position `j`: never zero, different per block.
+fn pattern(block: usize, j: usize) -> u8 {
+    ((block * 31 + j * 7) % 251 + 1) as u8
+}
+
+/// What the daemon logged when it opened `set`: its pid and data port.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // addr and port are used by the data-port tests
+struct Served {
+    pid: u32,
+    addr: String,
+    port: u16,
+}
+
+/// Parses the last "… pool set 'SET': … data on ADDR:PORT" line of the log.
+fn served(t: &LocalTarget, set: &str) -> Served {
+    let log = t.log();
+    let needle = format!("pool set '{set}':");
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(&needle) && l.contains("data on "))
+        .unwrap_or_else(|| panic!("no 'data on' line for {set} in the daemon log:\n{log}"));
+    let pid = line
+        .split_once("rpmemd[")
+        .and_then(|(_, r)| r.split_once(']'))
+        .and_then(|(p, _)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let (_, at) = line.rsplit_once("data on ").expect("data on");
+    let (addr, port) = at.trim().rsplit_once(':').expect("addr:port");
+    Served {
+        pid,
+        addr: addr.to_string(),
+        port: port.parse().expect("port"),
+    }
+}
+
+/// Daemon log lines written by process `pid`.
+fn log_of(t: &LocalTarget, pid: u32) -> String {
+    let tag = format!("rpmemd[{pid}]");
+    t.log()
+        .lines()
+        .filter(|l| l.starts_with(&tag))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !matches!(
+            s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => false,
+    }
+}
+
+fn wait_gone(pid: u32, limit: Duration) -> Duration {
+    let start = Instant::now();
+    while alive(pid) {
+        assert!(
+            start.elapsed() < limit,
+            "process {pid} still runs after {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -{sig} {pid} failed");
+}
+
+fn read_part(part: &Path) -> Vec<u8> {
+    fs::read(part).unwrap_or_else(|e| panic!("read {}: {e}", part.display()))
+}
+
+// ---------------------------------------------------------------------------
+// A C initiator: persists block after block on lane 0 and says so on stdout.
+
+const WRITER_C: &str = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <librpmem.h>
+
+/* usage: writer TARGET SET POOL_SIZE BLOCK
+ * Creates SET without headers, then persists block 0, 1, 2, ... (wrapping)
+ * on lane 0, printing "ack B" after each persist that returned 0. On the
+ * first failure prints "fail ERRNO MSG", tries once more ("again ERRNO US
+ * MSG", US = how long that call took), closes ("close RC US") and exits 0. */
+static long long now_us(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+static unsigned char pattern(size_t block, size_t j) {
+	return (unsigned char)((block * 31 + j * 7) % 251 + 1);
+}
+int main(int argc, char **argv) {
+	if (argc != 5) return 64;
+	size_t size = strtoull(argv[3], NULL, 0), block = strtoull(argv[4], NULL, 0);
+	unsigned char *pool;
+	if (posix_memalign((void **)&pool, 4096, size)) return 65;
+	memset(pool, 0, size);
+	unsigned nlanes = 1;
+	RPMEMpool *rpp = rpmem_create(argv[1], argv[2], pool, size, &nlanes, NULL);
+	if (!rpp) {
+		printf("create-failed %d %s\n", errno, rpmem_errormsg());
+		return 2;
+	}
+	printf("created\n");
+	fflush(stdout);
+	size_t nblocks = size / block;
+	for (size_t b = 0;; b = (b + 1) % nblocks) {
+		for (size_t j = 0; j < block; j++)
+			pool[b * block + j] = pattern(b, j);
+		unsigned flags = (b % 2) ? RPMEM_PERSIST_RELAXED : 0;
+		if (rpmem_persist(rpp, b * block, block, 0, flags)) {
+			printf("fail %d %s\n", errno, rpmem_errormsg());
+			fflush(stdout);
+			long long t = now_us();
+			int rc = rpmem_persist(rpp, 0, block, 0, 0);
+			int e = errno;
+			printf("again %d %lld %s\n", rc ? e : 0, now_us() - t, rpmem_errormsg());
+			fflush(stdout);
+			t = now_us();
+			rc = rpmem_close(rpp);
+			printf("close %d %lld\n", rc, now_us() - t);
+			fflush(stdout);
+			return 0;
+		}
+		printf("ack %zu\n", b);
+		fflush(stdout);
+	}
+}
+"#;
+
+fn writer_exe() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let src = std::env::temp_dir().join(format!("fault_writer-{}.c", std::process::id()));
+        fs::write(&src, WRITER_C).expect("write C source");
+        compile_c(&src)
+    })
+    .clone()
+}
+
+/// A running writer, its stdout turned into lines on a channel.
+struct Writer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    acked: usize,
+    seen: Vec<String>,
+}
+
+impl Writer {
+    fn spawn(env: &[(String, String)], set: &str, size: usize, block: usize) -> Writer {
+        let mut child = Command::new(writer_exe())
+            .args(["localhost", set, &size.to_string(), &block.to_string()])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the writer");
+        let out = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Writer {
+            child,
+            lines: rx,
+            acked: 0,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Next line that is not an ack (acks are counted), or None at EOF.
+    fn next_event(&mut self, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with("ack ") => self.acked += 1,
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    return Some(l);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "writer hung: no event within {limit:?} ({} acks, seen {:?})",
+                        self.acked, self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// Waits until at least `n` persists were acknowledged.
+    fn wait_acks(&mut self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.acked < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with("ack ") => self.acked += 1,
+                Ok(l) if l == "created" => {}
+                Ok(l) => panic!("writer: unexpected {l:?} after {} acks", self.acked),
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!("writer: {e:?} after {} acks", self.acked)
+                }
+            }
+        }
+    }
+
+    /// Counts the acks still in the pipe, up to EOF.
+    fn drain_acks(&mut self) {
+        while self.next_event(HANG).is_some() {}
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every block the writer was told was persisted holds its pattern.
+fn assert_acked_blocks(data: &[u8], acked: usize, block: usize) {
+    let nblocks = data.len() / block;
+    for b in 0..acked.min(nblocks) {
+        let got = &data[b * block..(b + 1) * block];
+        let bad = (0..block).find(|&j| got[j] != pattern(b, j));
+        assert!(
+            bad.is_none(),
+            "acknowledged block {b} (of {acked} acks) is not intact at byte {:?}",
+            bad
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Target death.
+
+#[test]
+fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() {
+    const LANES: u32 = 4;
+    const BLOCK: usize = 4096;
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "death.set", "16M");
+    let cfg = config(&t);
+    assert_eq!(cfg.io_timeout, Duration::from_millis(5000), "the default");
+    let mut pool = Pool::create(&cfg, "localhost", "death.set", 16 * MIB, LANES, None)
+        .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+    assert_eq!(pool.nlanes(), LANES);
+    for (i, b) in pool.region_mut().iter_mut().enumerate() {
+        *b = pattern(i / BLOCK, i % BLOCK);
+    }
+    let daemon = served(&t, "death.set");
+    assert!(alive(daemon.pid));
+    let pool = Arc::new(pool);
+    let stripe = 16 * MIB / LANES as usize;
+    let acks: Arc<Vec<AtomicUsize>> = Arc::new((0..LANES).map(|_| AtomicUsize::new(0)).collect());
+    let (tx, rx) = mpsc::channel();
+    for lane in 0..LANES {
+        let (pool, acks, tx) = (Arc::clone(&pool), Arc::clone(&acks), tx.clone());
+        thread::spawn(move || {
+            let base = lane as usize * stripe;
+            let blocks = stripe / BLOCK;
+            let mut k = 0usize;
+            loop {
+                // Wraps around: the region does not change, so re-persisting is harmless.
+                let off = base + (k % blocks) * BLOCK;
+                let flags = if k.is_multiple_of(2) { 0 } else { PERSIST_RELAXED };
+                match pool.persist(off, BLOCK, lane, flags) {
+                    Ok(()) => {
+                        k += 1;
+                        acks[lane as usize].store(k, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        let _ = tx.send((lane, Instant::now(), e.errno(), e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    // Let every lane get going, then kill the daemon under them.
+    let start = Instant::now();
+    while acks.iter().any(|a| a.load(Ordering::SeqCst) < 20) {
+        assert!(start.elapsed() < HANG, "lanes did not make progress");
+        thread::sleep(Duration::from_millis(2));
+    }
+    signal(daemon.pid, "KILL");
+    let killed = Instant::now();
+    let mut worst = Duration::ZERO;
+    for _ in 0..LANES {
+        let (lane, at, errno, msg) = rx
+            .recv_timeout(cfg.io_timeout * 3)
+            .expect("a lane's persist hung after the target died");
+        let took = at.duration_since(killed);
+        worst = worst.max(took);
+        eprintln!("lane {lane}: error after {took:?}: errno {errno}: {msg}");
+        assert_eq!(errno, libc::ECONNRESET, "lane {lane}: {msg}");
+        assert!(msg.contains(&format!("lane {lane}")), "{msg}");
+    }
+    eprintln!("target death: every lane failed within {worst:?} of SIGKILL");
+    assert!(worst < cfg.io_timeout * 3);
+    // Every acknowledged byte is in the part file.
+    let data = read_part(&part);
+    for lane in 0..LANES as usize {
+        let n = acks[lane].load(Ordering::SeqCst);
+        let stripe_data = &data[lane * stripe..(lane + 1) * stripe];
+        let first_block = lane * stripe / BLOCK;
+        for b in 0..n.min(stripe / BLOCK) {
+            let got = &stripe_data[b * BLOCK..(b + 1) * BLOCK];
+            assert!(
+                (0..BLOCK).all(|j| got[j] == pattern(first_block + b, j)),
+                "lane {lane}: acknowledged block {b} of {n} is not in the part file"
+            );
+        }
+    }
+    // Later calls fail fast and say why.
+    for lane in 0..LANES {
+        let t0 = Instant::now();
+        let e = pool.persist(4096, 8, lane, 0).unwrap_err();
+        let took = t0.elapsed();
+        assert_eq!(e.errno(), libc::ECONNABORTED, "{e}");
+        assert!(e.to_string().contains("unusable"), "{e}");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        let mut b = [0u8; 8];
+        assert!(pool.read(&mut b, 0, lane).is_err());
+        assert!(pool.drain(lane, 0).is_err());
+    }
+    // Close frees everything: it returns, no process of the session is left,
+    // and the pool opens again.
+    let pool = Arc::try_unwrap(pool).ok().expect("threads are done");
+    let t0 = Instant::now();
+    let r = pool.close();
+    eprintln!("close after target death: {:?} in {:?}", r, t0.elapsed());
+    assert!(r.is_err(), "close cannot succeed on a dead target");
+    assert!(t0.elapsed() < HANG);
+    assert!(!alive(daemon.pid));
+    let (again, _) = Pool::open(&cfg, "localhost", "death.set", 16 * MIB, 1)
+        .unwrap_or_else(|e| panic!("reopen: {e}; log: {}", t.log()));
+    let mut back = vec![0u8; BLOCK];
+    again.read(&mut back, 0, 0).unwrap();
+    assert_eq!(back, data[..BLOCK]);
+    again.close().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// 3. Initiator death.
+
+#[test]
+fn initiator_death_releases_the_pool_with_acknowledged_bytes_intact() {
+    const SIZE: usize = 8 * MIB;
+    const BLOCK: usize = 4096;
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "init.set", "8M");
+    let mut w = Writer::spawn(&t.env(), "init.set", SIZE, BLOCK);
+    w.wait_acks(300, HANG);
+    let daemon = served(&t, "init.set");
+    // Kill it mid-stream: it persists in a tight loop.
+    let _ = w.child.kill();
+    let _ = w.child.wait();
+    w.drain_acks();
+    assert!(w.seen.is_empty(), "writer said {:?}", w.seen);
+    let took = wait_gone(daemon.pid, HANG);
+    eprintln!(
+        "initiator death: rpmemd {} exited {took:?} after the initiator ({} acks)",
+        daemon.pid, w.acked
+    );
+    let log = log_of(&t, daemon.pid);
+    assert!(log.contains("the initiator went away"), "log:\n{log}");
+    assert!(!log.contains(" err: "), "rpmemd logged errors:\n{log}");
+    // The pool is released and holds every acknowledged block.
+    assert_acked_blocks(&read_part(&part), w.acked, BLOCK);
+    let cfg = config(&t);
+    let (pool, _) = Pool::open(&cfg, "localhost", "init.set", SIZE, 2)
+        .unwrap_or_else(|e| panic!("reopen after initiator death: {e}; log: {}", t.log()));
+    let mut back = vec![0u8; SIZE];
+    pool.read(&mut back, 0, 1).unwrap();
+    assert_acked_blocks(&back, w.acked, BLOCK);
+    pool.close().unwrap();
+}
