@@ -1,0 +1,555 @@
+//! Real clients on our library: Debian's libpmemobj and pmempool (PMDK
+//! 1.12.1) dlopen `librpmem.so.1` for a pool set's remote replica. With our
+//! library first on `LD_LIBRARY_PATH` they replicate to our rpmemd:
+//! `pmempool create`, a transactional C program (`tests/c/pmemobj_app.c`),
+//! `pmempool sync` in both directions, `pmempool info`, `pmempool rm`, once
+//! through `rpmem-ssh-local` and once through a real OpenSSH sshd.
+//!
+//! `tests/c/pmemobj_trace.c` is a `librpmem.so.1` stand-in that logs every
+//! call and forwards it to ours; the trace test uses it to pin down what
+//! libpmemobj asks of librpmem (see docs/libpmemobj.md).
+//!
+//! Skipped (with a message) where pmempool or libpmemobj's headers are
+//! missing; CI installs them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use e2e::{prefix, run_with_timeout, workspace_root, LocalTarget, Sshd};
+
+const MIB: usize = 1024 * 1024;
+const POOL: usize = 64 * MIB;
+const LAYOUT: &str = "rpmem-e2e";
+/// libpmemobj's pool descriptor ends (and its lanes begin) at 8 KiB.
+const LANES_OFF: usize = 8192;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn have_pmemobj() -> bool {
+    let pmempool = Command::new("pmempool")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let header = Path::new("/usr/include/libpmemobj.h").exists();
+    if !pmempool || !header {
+        eprintln!("skipping: needs pmempool and libpmemobj-dev (apt-get install pmdk-tools libpmemobj-dev)");
+    }
+    pmempool && header
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target").join("e2e-scratch");
+    fs::create_dir_all(&dir).expect("create scratch dir");
+    dir.join(format!("{name}-{}", std::process::id()))
+}
+
+fn cc(args: &[&str], out: &Path) {
+    let res = Command::new("cc")
+        .args(["-Wall", "-Werror", "-O1"])
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cc");
+    assert!(
+        res.status.success(),
+        "cc {args:?} failed:\n{}{}",
+        text(&res.stdout),
+        text(&res.stderr)
+    );
+}
+
+/// `tests/c/pmemobj_app.c` built against Debian's libpmemobj.
+fn build_app(tag: &str) -> PathBuf {
+    let src = workspace_root().join("tests/c/pmemobj_app.c");
+    let out = scratch(&format!("pmemobj_app-{tag}"));
+    cc(
+        &[src.to_str().unwrap(), "-lpmemobj", "-lpthread"],
+        out.as_path(),
+    );
+    out
+}
+
+/// The tracing `librpmem.so.1` in a directory of its own.
+fn build_trace_lib(tag: &str) -> PathBuf {
+    let src = workspace_root().join("tests/c/pmemobj_trace.c");
+    let dir = scratch(&format!("pmemobj_trace-{tag}"));
+    fs::create_dir_all(&dir).expect("create trace lib dir");
+    cc(
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,librpmem.so.1",
+            src.to_str().unwrap(),
+            "-ldl",
+            "-lpthread",
+        ],
+        &dir.join("librpmem.so.1"),
+    );
+    dir
+}
+
+/// One pool set with a local replica and a remote one on our daemon.
+struct Replicated {
+    target: LocalTarget,
+    local: tempfile::TempDir,
+    /// `RPMEM_SSH`, `RPMEM_CMD` and the library path the clients get.
+    env: Vec<(String, String)>,
+}
+
+impl Replicated {
+    /// `remote.set` (one 64M part) in the daemon's poolset dir and
+    /// `local.set` (one 64M part, `REPLICA <node> remote.set`) in a local dir.
+    fn new(node: &str) -> Replicated {
+        let target = LocalTarget::new();
+        let local = tempfile::Builder::new()
+            .prefix("rpmem-pmemobj-")
+            .tempdir()
+            .expect("local dir");
+        target.write_poolset(
+            "remote.set",
+            &format!(
+                "PMEMPOOLSET\n64M {}\n",
+                target.dir().join("remote.part0").display()
+            ),
+        );
+        fs::write(
+            local.path().join("local.set"),
+            format!(
+                "PMEMPOOLSET\n64M {}\n\nREPLICA {node} remote.set\n",
+                local.path().join("local.part0").display()
+            ),
+        )
+        .expect("write local.set");
+        let mut env = target.env();
+        env.push((
+            "LD_LIBRARY_PATH".into(),
+            prefix().join("lib").display().to_string(),
+        ));
+        Replicated { target, local, env }
+    }
+
+    fn set(&self) -> PathBuf {
+        self.local.path().join("local.set")
+    }
+    fn local_part(&self) -> PathBuf {
+        self.local.path().join("local.part0")
+    }
+    fn remote_part(&self) -> PathBuf {
+        self.target.dir().join("remote.part0")
+    }
+
+    fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    fn run(&self, prog: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(prog);
+        cmd.args(args).current_dir(self.local.path());
+        for k in [
+            "RPMEM_MAX_NLANES",
+            "RPMEM_ENABLE_SOCKETS",
+            "RPMEM_ENABLE_VERBS",
+            "PMEMOBJ_NLANES",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        run_with_timeout(&mut cmd, Duration::from_secs(300))
+    }
+
+    /// Runs `prog args`; it must succeed. Returns its stdout.
+    fn ok(&self, prog: &Path, args: &[&str]) -> String {
+        let out = self.run(prog, args);
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed ({}):\n--- stdout:\n{}--- stderr:\n{}--- rpmemd log:\n{}",
+            prog.display(),
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr),
+            self.target.log()
+        );
+        text(&out.stdout)
+    }
+
+    fn pmempool(&self, args: &[&str]) -> String {
+        self.ok(Path::new("pmempool"), args)
+    }
+}
+
+/// Object (offset, size) pairs `pmemobj_app write` printed, root included.
+fn written_ranges(out: &str) -> Vec<(usize, usize)> {
+    out.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["object", _, "offset", off, "size", size]
+                | ["root", "offset", off, "size", size] => {
+                    Some((off.parse().unwrap(), size.parse().unwrap()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn u64_at(b: &[u8], off: usize) -> usize {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap()) as usize
+}
+
+/// The remote part holds what the local part holds where libpmemobj keeps
+/// persistent state: the pool header's identity, the persistent pool
+/// descriptor, every lane, the written objects. (Outside these, libpmemobj
+/// keeps run-time state in the mapping that it never persists, e.g. the
+/// volatile tail of the pool descriptor and free chunks' headers.)
+fn assert_replicated(r: &Replicated, objects: &[(usize, usize)]) {
+    let local = fs::read(r.local_part()).expect("read local part");
+    let remote = fs::read(r.remote_part()).expect("read remote part");
+    assert_eq!(local.len(), POOL);
+    assert_eq!(remote.len(), POOL);
+    assert_eq!(&remote[..8], b"PMEMOBJ\0", "remote signature");
+    assert_eq!(local[8..40], remote[8..40], "major, features, poolset uuid");
+    // Layout name, lanes offset, nlanes, heap offset, descriptor checksum,
+    // root offset and size.
+    assert_eq!(local[4096..6184], remote[4096..6184], "pool descriptor");
+    let heap_off = u64_at(&local, 4096 + 1024 + 16);
+    assert!(
+        heap_off > LANES_OFF && heap_off < POOL,
+        "heap offset {heap_off}"
+    );
+    assert!(
+        local[LANES_OFF..heap_off] == remote[LANES_OFF..heap_off],
+        "lanes differ"
+    );
+    assert!(!objects.is_empty());
+    for &(off, len) in objects {
+        assert!(off >= heap_off && off + len <= POOL, "object at {off}");
+        assert!(
+            local[off..off + len] == remote[off..off + len],
+            "object at {off} ({len} bytes) differs between local and remote part"
+        );
+        assert!(
+            remote[off..off + len].iter().any(|&b| b != 0),
+            "object at {off} is zero on the remote"
+        );
+    }
+    let differing = local[LANES_OFF..]
+        .iter()
+        .zip(&remote[LANES_OFF..])
+        .filter(|(a, b)| a != b)
+        .count();
+    eprintln!(
+        "bytes past 8 KiB differing between local and remote part (run-time state): {differing}"
+    );
+}
+
+fn damage(path: &Path, off: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open part to damage");
+    f.seek(SeekFrom::Start(off)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Items 1–4 of the issue on one pool set.
+fn full_scenario(r: &Replicated, app: &Path) {
+    let set = r.set();
+    let set = set.to_str().unwrap();
+    let layout = format!("--layout={LAYOUT}");
+
+    // 1. pmempool creates the pool with its remote replica.
+    r.pmempool(&["create", "obj", &layout, set]);
+    let remote = fs::read(r.remote_part()).expect("remote part exists");
+    assert_eq!(remote.len(), POOL);
+    assert_eq!(&remote[..8], b"PMEMOBJ\0");
+    assert!(
+        r.target.log().contains("created pool set 'remote.set'"),
+        "our daemon did not create the replica:\n{}",
+        r.target.log()
+    );
+
+    // 2. Transactions replicate; reopening reads them back.
+    let out = r.ok(app, &["write", set, LAYOUT, "24", "7"]);
+    assert!(out.contains("committed 24 objects"), "{out}");
+    let objects = written_ranges(&out);
+    assert_eq!(objects.len(), 25, "{out}");
+    assert_replicated(r, &objects);
+    let out = r.ok(app, &["verify", set, LAYOUT, "24", "7"]);
+    assert!(out.contains("verified 24 objects"), "{out}");
+
+    // 3a. The local part deleted: sync rebuilds it from the remote replica.
+    fs::remove_file(r.local_part()).unwrap();
+    r.pmempool(&["sync", set]);
+    let out = r.ok(app, &["verify", set, LAYOUT, "24", "7"]);
+    assert!(out.contains("verified 24 objects"), "{out}");
+    assert_replicated(r, &objects);
+
+    // 3b. The local header damaged: the pool no longer opens; sync repairs it.
+    damage(&r.local_part(), 0, &[0u8; 4096]);
+    let out = r.run(app, &["verify", set, LAYOUT, "24", "7"]);
+    assert!(!out.status.success(), "a zeroed header opened: {out:?}");
+    r.pmempool(&["sync", set]);
+    let out = r.ok(app, &["verify", set, LAYOUT, "24", "7"]);
+    assert!(out.contains("verified 24 objects"), "{out}");
+
+    // 3c. The reverse: the remote header damaged. Our daemon refuses to open
+    // it (checksum), so the pool does not open; sync removes the remote pool
+    // (`rpmemd --remove --force`, run by libpmempool over RPMEM_SSH itself),
+    // recreates it with rpmem_create and copies the local replica into it.
+    damage(&r.remote_part(), 300, b"XX");
+    let out = r.run(app, &["verify", set, LAYOUT, "24", "7"]);
+    assert!(!out.status.success(), "a damaged remote opened: {out:?}");
+    assert!(
+        r.target.log().contains("damaged pool header"),
+        "{}",
+        r.target.log()
+    );
+    r.pmempool(&["sync", set]);
+    assert_replicated(r, &objects);
+    // What the repaired remote holds serves the next recovery.
+    fs::remove_file(r.local_part()).unwrap();
+    r.pmempool(&["sync", set]);
+    let out = r.ok(app, &["verify", set, LAYOUT, "24", "7"]);
+    assert!(out.contains("verified 24 objects"), "{out}");
+
+    // 4. info shows the remote replica; rm removes it through rpmem_remove.
+    let info = r.pmempool(&["info", set]);
+    assert!(info.contains("Number of replicas       : 2"), "{info}");
+    assert!(info.contains("Replica 1 - remote"), "{info}");
+    assert!(
+        info.contains("pool set                 : remote.set"),
+        "{info}"
+    );
+    assert!(
+        info.contains("Signature                : PMEMOBJ"),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("Layout                   : {LAYOUT}")),
+        "{info}"
+    );
+    r.pmempool(&["rm", set]);
+    assert!(!r.local_part().exists(), "local part survived pmempool rm");
+    assert!(
+        !r.remote_part().exists(),
+        "remote part survived pmempool rm"
+    );
+    assert!(
+        r.target.dir().join("remote.set").exists(),
+        "pmempool rm without -a removed the remote set file"
+    );
+}
+
+#[test]
+fn pmemobj_replicates_syncs_and_removes_through_our_library() {
+    if !have_pmemobj() {
+        return;
+    }
+    let app = build_app("local");
+    let r = Replicated::new("localhost");
+    full_scenario(&r, &app);
+}
+
+#[test]
+fn pmemobj_over_real_ssh() {
+    if !have_pmemobj() {
+        return;
+    }
+    let Some(sshd) = Sshd::start() else { return };
+    let app = build_app("ssh");
+    let mut r = Replicated::new(&sshd.target());
+    r.set_env("RPMEM_SSH", &sshd.ssh_wrapper().display().to_string());
+    full_scenario(&r, &app);
+    let log = r.target.log();
+    assert!(log.contains("serving on 127.0.0.1"), "{log}");
+}
+
+/// One traced call: its name and `key=value` fields.
+struct Call {
+    name: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Call {
+    fn get(&self, key: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{} has no {key}", self.name))
+    }
+    fn num(&self, key: &str) -> usize {
+        self.get(key).parse().unwrap()
+    }
+}
+
+fn read_trace(path: &Path) -> Vec<Call> {
+    let s = fs::read_to_string(path).unwrap_or_default();
+    let calls: Vec<Call> = s
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next().unwrap_or_default().to_string();
+            let fields = w
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Call { name, fields }
+        })
+        .collect();
+    fs::remove_file(path).ok();
+    calls
+}
+
+fn named<'a>(calls: &'a [Call], name: &str) -> Vec<&'a Call> {
+    calls.iter().filter(|c| c.name == name).collect()
+}
+
+/// What libpmemobj and libpmempool ask of librpmem, pinned down through the
+/// tracing stand-in (docs/libpmemobj.md records the findings).
+#[test]
+fn what_libpmemobj_asks_of_librpmem() {
+    if !have_pmemobj() {
+        return;
+    }
+    let app = build_app("trace");
+    let trace_dir = build_trace_lib("trace");
+    let mut r = Replicated::new("localhost");
+    let trace = r.local.path().join("trace.log");
+    r.set_env("LD_LIBRARY_PATH", &trace_dir.display().to_string());
+    r.set_env(
+        "RPMEM_TRACE_REAL",
+        &prefix().join("lib/librpmem.so.1").display().to_string(),
+    );
+    r.set_env("RPMEM_TRACE_FILE", &trace.display().to_string());
+    let set = r.set();
+    let set = set.to_str().unwrap();
+    let layout = format!("--layout={LAYOUT}");
+    let failed = |calls: &[Call]| {
+        calls
+            .iter()
+            .filter(|c| c.fields.iter().any(|(k, v)| k == "rc" && v != "0"))
+            .map(|c| format!("{} {:?}", c.name, c.fields))
+            .collect::<Vec<_>>()
+    };
+
+    // create: the whole pool, with attributes, 1024 lanes asked for; our
+    // daemon grants its --max-lanes default (64).
+    r.pmempool(&["create", "obj", &layout, set]);
+    let calls = read_trace(&trace);
+    assert!(failed(&calls).is_empty(), "{:?}", failed(&calls));
+    let create = named(&calls, "create");
+    assert_eq!(create.len(), 1);
+    let c = create[0];
+    assert_eq!(c.get("set"), "remote.set");
+    assert_eq!(c.get("target"), "localhost");
+    assert_eq!(c.num("size"), POOL);
+    assert_eq!(c.num("addr_page_off"), 0);
+    assert_eq!(c.get("attr"), "1");
+    assert_eq!(c.get("sig"), "PMEMOBJ");
+    assert_eq!(c.num("nlanes_in"), 1024);
+    let nlanes = c.num("nlanes_out");
+    assert_eq!(nlanes, 64);
+    assert_eq!(named(&calls, "close").len(), 1);
+    assert!(!named(&calls, "persist").is_empty());
+
+    // A transactional run on many threads: persists on several lanes, all
+    // below the granted count, none into the header, both flag values.
+    r.ok(&app, &["write", set, LAYOUT, "8", "3"]);
+    read_trace(&trace);
+    let out = r.ok(&app, &["threads", set, LAYOUT, "16", "24"]);
+    assert!(out.contains("verified 384 objects"), "{out}");
+    let calls = read_trace(&trace);
+    assert!(failed(&calls).is_empty(), "{:?}", failed(&calls));
+    let opens = named(&calls, "open");
+    assert_eq!(opens.len(), 2, "the program opens the pool twice");
+    for o in &opens {
+        assert_eq!(o.num("size"), POOL);
+        assert_eq!(o.num("nlanes_in"), 1024);
+        assert_eq!(o.num("nlanes_out"), nlanes);
+        assert_eq!(o.get("sig"), "PMEMOBJ", "attributes come back on open");
+    }
+    // On open libpmemobj reads its descriptor and heap header back.
+    let reads = named(&calls, "read");
+    assert!(
+        reads.iter().any(|c| c.num("off") == 4096),
+        "no descriptor read"
+    );
+    assert!(reads.iter().all(|c| c.num("off") >= 4096));
+    let persists = named(&calls, "persist");
+    let mut lanes: Vec<usize> = persists.iter().map(|c| c.num("lane")).collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    assert!(lanes.len() > 1, "all persists on lanes {lanes:?}");
+    assert!(lanes.iter().all(|&l| l < nlanes), "lanes {lanes:?}");
+    assert!(persists.iter().all(|c| c.num("off") >= 4096));
+    assert!(persists.iter().all(|c| c.num("off") + c.num("len") <= POOL));
+    let flags: Vec<&str> = persists.iter().map(|c| c.get("flags")).collect();
+    assert!(flags.contains(&"0") && flags.contains(&"1"), "flags seen");
+    assert!(flags.iter().all(|f| *f == "0" || *f == "1"));
+
+    // pmemobj_xpersist(PMEMOBJ_F_RELAXED) becomes RPMEM_PERSIST_RELAXED;
+    // pmemobj_persist and pmemobj_flush become persists with flags 0;
+    // pmemobj_drain sends nothing.
+    let out = r.ok(&app, &["flags", set, LAYOUT]);
+    assert!(out.contains("flush and drain done"), "{out}");
+    let calls = read_trace(&trace);
+    assert!(failed(&calls).is_empty(), "{:?}", failed(&calls));
+    let tail: Vec<(usize, usize, &str)> = named(&calls, "persist")
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(|c| (c.num("off"), c.num("len"), c.get("flags")))
+        .collect();
+    let note = tail[0].0;
+    assert_eq!(
+        tail[..3],
+        [(note, 64, "1"), (note, 64, "0"), (note, 64, "0")],
+        "{tail:?}"
+    );
+    assert!(named(&calls, "drain").is_empty());
+    assert!(named(&calls, "flush").is_empty());
+
+    // sync from the remote: a header-sized open, one read of the whole pool
+    // past the header, set_attr with the new replica links.
+    fs::remove_file(r.local_part()).unwrap();
+    r.pmempool(&["sync", set]);
+    let calls = read_trace(&trace);
+    assert!(failed(&calls).is_empty(), "{:?}", failed(&calls));
+    let opens = named(&calls, "open");
+    assert!(opens.iter().any(|o| o.num("size") == 8192), "no 8 KiB open");
+    let reads = named(&calls, "read");
+    assert!(
+        reads
+            .iter()
+            .any(|c| c.num("off") == 4096 && c.num("len") == POOL - 4096),
+        "no whole-pool read"
+    );
+    let set_attr = named(&calls, "set_attr");
+    assert_eq!(set_attr.len(), 1);
+    assert_eq!(set_attr[0].get("sig"), "PMEMOBJ");
+    let out = r.ok(&app, &["verify", set, LAYOUT, "8", "3"]);
+    assert!(out.contains("verified 8 objects"), "{out}");
+    read_trace(&trace);
+
+    // rm: rpmem_remove(target, "remote.set", 0).
+    r.pmempool(&["rm", set]);
+    let calls = read_trace(&trace);
+    let rm = named(&calls, "remove");
+    assert_eq!(rm.len(), 1);
+    assert_eq!(rm[0].get("set"), "remote.set");
+    assert_eq!(rm[0].get("flags"), "0");
+    assert_eq!(rm[0].get("rc"), "0");
+    assert!(!r.remote_part().exists());
+}
