@@ -203,6 +203,9 @@ fn connection(mut stream: TcpStream, peer: &str, shared: &Shared) {
     let mut raw = [0u8; HELLO_LEN];
     if let Err(e) = stream.read_exact(&mut raw) {
         warn!("data connection from {peer} dropped: no hello ({e})");
+        // The accept thread keeps a clone of the stream until it next
+        // accepts; shut the connection now so the peer sees it end.
+        let _ = stream.shutdown(Shutdown::Both);
         return;
     }
     let hello = match Hello::decode(&raw) {
