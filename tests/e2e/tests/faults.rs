@@ -6,7 +6,8 @@
 //! times are printed (`cargo test -- --nocapture` shows them).
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,7 +47,6 @@ fn pattern(block: usize, j: usize) -> u8 {
 
 /// What the daemon logged when it opened `set`: its pid and data port.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // addr and port are used by the data-port tests
 struct Served {
     pid: u32,
     addr: String,
@@ -330,7 +330,11 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
             loop {
                 // Wraps around: the region does not change, so re-persisting is harmless.
                 let off = base + (k % blocks) * BLOCK;
-                let flags = if k.is_multiple_of(2) { 0 } else { PERSIST_RELAXED };
+                let flags = if k.is_multiple_of(2) {
+                    0
+                } else {
+                    PERSIST_RELAXED
+                };
                 match pool.persist(off, BLOCK, lane, flags) {
                     Ok(()) => {
                         k += 1;
@@ -443,4 +447,181 @@ fn initiator_death_releases_the_pool_with_acknowledged_bytes_intact() {
     pool.read(&mut back, 0, 1).unwrap();
     assert_acked_blocks(&back, w.acked, BLOCK);
     pool.close().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// 1. Authentication of data connections.
+
+/// Encodes a data-channel Hello as the wire protocol defines it (magic
+/// "RPMD", version u16, reserved u16, lane u32, reserved u32, secret[32]).
+fn hello(lane: u32, secret: &[u8; 32]) -> Vec<u8> {
+    let mut v = b"RPMD".to_vec();
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&0u16.to_le_bytes());
+    v.extend_from_slice(&lane.to_le_bytes());
+    v.extend_from_slice(&[0u8; 4]);
+    v.extend_from_slice(secret);
+    v
+}
+
+/// A persist request header: op 2, flags, 6 reserved bytes, offset, length, tag.
+fn persist_header(offset: u64, len: u64) -> Vec<u8> {
+    let mut v = vec![2u8, 0, 0, 0, 0, 0, 0, 0];
+    v.extend_from_slice(&offset.to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&7u64.to_le_bytes());
+    v
+}
+
+/// An ssh stand-in that copies what the daemon answers on the control
+/// channel to `capture`, so a test can learn a session's secret the way an
+/// eavesdropper on that session would.
+fn teeing_ssh(dir: &Path, capture: &Path) -> PathBuf {
+    let script = dir.join("ssh-tee");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n'{}' \"$@\" | tee -a '{}'\n",
+            bin("rpmem-ssh-local").display(),
+            capture.display()
+        ),
+    )
+    .expect("write wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+/// The (port, secret) of the first Opened response in a captured control stream:
+/// the body ends with port u16 and secret[32].
+fn captured_session(capture: &Path) -> (u16, [u8; 32]) {
+    let raw = fs::read(capture).expect("read capture");
+    assert!(raw.len() > 4, "nothing captured");
+    let len = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
+    let body = &raw[4..4 + len];
+    assert_eq!(body[0], 0x81, "first answer is not Opened");
+    let port = u16::from_le_bytes(body[len - 34..len - 32].try_into().unwrap());
+    (port, body[len - 32..].try_into().unwrap())
+}
+
+/// What a raw peer gets back: the refusal status if the daemon sent one, and
+/// whether the connection was then closed. Never hangs.
+fn peer_outcome(mut s: TcpStream) -> (Option<u32>, bool) {
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    let status = (got.len() >= 16).then(|| u32::from_le_bytes(got[8..12].try_into().unwrap()));
+    (status, closed)
+}
+
+#[test]
+fn strangers_and_replayed_secrets_are_dropped_and_the_pool_is_unchanged() {
+    const UNAUTHENTICATED: u32 = 15;
+    let t = LocalTarget::new();
+    let part_a = nohdrs_set(&t, "a.set", "4M");
+    let part_b = nohdrs_set(&t, "b.set", "4M");
+    let capture = t.dir().join("control-a.bin");
+    let cfg = config(&t);
+
+    // Session 1 on a.set, overheard: its secret is now known.
+    let spy = Config {
+        ssh: teeing_ssh(t.dir(), &capture).display().to_string(),
+        ..cfg.clone()
+    };
+    let mut p1 = Pool::create(&spy, "localhost", "a.set", 4 * MIB, 2, None)
+        .unwrap_or_else(|e| panic!("create a: {e}; log: {}", t.log()));
+    p1.region_mut()[..4].copy_from_slice(b"one!");
+    p1.persist(0, 4, 0, 0).unwrap();
+    let (port1, secret1) = captured_session(&capture);
+    assert_eq!(port1, served(&t, "a.set").port);
+    p1.close().unwrap();
+
+    // Session 2 on the same pool and a session on another pool.
+    let (mut p2, _) = Pool::open(&cfg, "localhost", "a.set", 4 * MIB, 2).unwrap();
+    let s2 = served(&t, "a.set");
+    let mut pb = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 2, None).unwrap();
+    let sb = served(&t, "b.set");
+    assert_ne!(s2.pid, sb.pid);
+    let before_a = read_part(&part_a);
+    let before_b = read_part(&part_b);
+
+    let connect = |s: &Served| TcpStream::connect((s.addr.as_str(), s.port)).expect("connect");
+    // A peer that says nothing is dropped after the hello timeout.
+    let silent = connect(&s2);
+    let silent_since = Instant::now();
+    let mut outcomes = Vec::new();
+    for s in [&s2, &sb] {
+        // The overheard secret of session 1, replayed against later sessions,
+        // each lane, followed by a write that must not land.
+        for lane in 0..3 {
+            let mut c = connect(s);
+            c.write_all(&hello(lane, &secret1)).unwrap();
+            let _ = c.write_all(&persist_header(64, 8));
+            let _ = c.write_all(b"REPLAYED");
+            outcomes.push((format!("replay lane {lane} to {}", s.port), peer_outcome(c)));
+        }
+        // No proof at all: a request straight away.
+        let mut c = connect(s);
+        let _ = c.write_all(&persist_header(128, 16));
+        let _ = c.write_all(b"NO-PROOF-NO-PROOF");
+        outcomes.push((format!("no hello to {}", s.port), peer_outcome(c)));
+        // A guessed secret.
+        let mut c = connect(s);
+        c.write_all(&hello(0, &[0u8; 32])).unwrap();
+        outcomes.push((format!("zero secret to {}", s.port), peer_outcome(c)));
+        // Half a hello, then end of stream.
+        let mut c = connect(s);
+        c.write_all(&hello(0, &secret1)[..20]).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        outcomes.push((format!("half hello to {}", s.port), peer_outcome(c)));
+    }
+    for (what, (status, closed)) in &outcomes {
+        assert!(closed, "{what}: connection not closed");
+        if let Some(st) = status {
+            assert_eq!(*st, UNAUTHENTICATED, "{what}");
+        }
+    }
+    // Replays and bad hellos were refused with Unauthenticated, not merely cut.
+    let refused = outcomes.iter().filter(|(_, (s, _))| s.is_some()).count();
+    assert!(refused >= 2 * 5, "{outcomes:?}");
+    let (st, closed) = peer_outcome(silent);
+    let waited = silent_since.elapsed();
+    eprintln!("silent peer dropped after {waited:?} (status {st:?})");
+    assert!(closed && waited < HANG);
+
+    // Logged, per daemon.
+    for (s, name) in [(&s2, "a.set"), (&sb, "b.set")] {
+        let log = log_of(&t, s.pid);
+        let wrong = log.matches("refused: wrong session secret").count();
+        assert!(
+            wrong >= 4,
+            "{name}: {wrong} wrong-secret refusals logged:\n{log}"
+        );
+        assert!(log.contains("bad hello magic"), "{name}:\n{log}");
+        assert!(log.contains("no hello"), "{name}:\n{log}");
+    }
+    // Nothing reached either pool, and the real sessions still work.
+    assert!(read_part(&part_a) == before_a, "a stranger wrote to a.set");
+    assert!(read_part(&part_b) == before_b, "a stranger wrote to b.set");
+    p2.region_mut()[64..72].copy_from_slice(b"session2");
+    pb.region_mut()[64..72].copy_from_slice(b"sessionB");
+    for lane in 0..2 {
+        p2.persist(64, 8, lane, 0).unwrap();
+        pb.persist(64, 8, lane, 0).unwrap();
+    }
+    p2.close().unwrap();
+    pb.close().unwrap();
+    let a = read_part(&part_a);
+    assert_eq!(&a[..4], b"one!");
+    assert_eq!(&a[64..72], b"session2");
+    assert!(a[128..144].iter().all(|&b| b == 0));
+    assert_eq!(&read_part(&part_b)[64..72], b"sessionB");
 }
