@@ -553,3 +553,49 @@ fn what_libpmemobj_asks_of_librpmem() {
     assert_eq!(rm[0].get("rc"), "0");
     assert!(!r.remote_part().exists());
 }
+
+/// A remote pool set smaller than the local replica: our daemon refuses the
+/// create (EFBIG), pmempool fails and leaves neither side's part behind; a
+/// two-part remote set of enough net size (sizes minus the second part's
+/// header) serves the pool.
+#[test]
+fn remote_replica_size_is_checked_and_parts_may_be_many() {
+    if !have_pmemobj() {
+        return;
+    }
+    let app = build_app("size");
+    let r = Replicated::new("localhost");
+    let set = r.set();
+    let set = set.to_str().unwrap();
+    let layout = format!("--layout={LAYOUT}");
+    let p0 = r.target.dir().join("p0");
+    let p1 = r.target.dir().join("p1");
+    r.target.write_poolset(
+        "remote.set",
+        &format!("PMEMPOOLSET\n32M {}\n", p0.display()),
+    );
+    let out = r.run(Path::new("pmempool"), &["create", "obj", &layout, set]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("remote replica"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(r.target.log().contains("less than the 67108864 requested"));
+    assert!(!p0.exists() && !r.local_part().exists());
+
+    r.target.write_poolset(
+        "remote.set",
+        &format!("PMEMPOOLSET\n33M {}\n33M {}\n", p0.display(), p1.display()),
+    );
+    r.pmempool(&["create", "obj", &layout, set]);
+    let out = r.ok(&app, &["write", set, LAYOUT, "16", "5"]);
+    assert_eq!(written_ranges(&out).len(), 17, "{out}");
+    fs::remove_file(r.local_part()).unwrap();
+    r.pmempool(&["sync", set]);
+    let out = r.ok(&app, &["verify", set, LAYOUT, "16", "5"]);
+    assert!(out.contains("verified 16 objects"), "{out}");
+    assert_eq!(&fs::read(&p1).unwrap()[..8], b"PMEMOBJ\0", "part 1 header");
+    r.pmempool(&["rm", set]);
+    assert!(!p0.exists() && !p1.exists());
+}
