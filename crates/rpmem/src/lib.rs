@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod lane;
 mod launch;
+mod log;
 mod pool;
 mod region;
 mod remove;
