@@ -10,6 +10,7 @@ use crate::config::{Config, Target};
 use crate::error::{Error, Result};
 use crate::lane::Lane;
 use crate::launch::{next_command, Control};
+use crate::log::returned;
 use crate::{sys, HEADER_SIZE, MAX_LANES, MIN_POOL, PERSIST_RELAXED};
 
 /// An open remote pool replicating a region the caller owns.
@@ -82,8 +83,9 @@ impl RemotePool {
         nlanes: u32,
         attr: Option<&PoolAttr>,
     ) -> Result<RemotePool> {
+        crate::log::init();
         let attr = attr.filter(|a| !a.is_zero()).copied();
-        Self::connect(
+        let r = Self::connect(
             cfg,
             target,
             pool_set,
@@ -91,8 +93,8 @@ impl RemotePool {
             size,
             nlanes,
             Mode::Create(attr),
-        )
-        .map(|(p, _)| p)
+        );
+        returned("rpmem_create", r.map(|(p, _)| p))
     }
 
     /// Opens an existing pool; returns it with its stored attributes (zero for
@@ -108,7 +110,9 @@ impl RemotePool {
         size: usize,
         nlanes: u32,
     ) -> Result<(RemotePool, PoolAttr)> {
-        Self::connect(cfg, target, pool_set, addr, size, nlanes, Mode::Open)
+        crate::log::init();
+        let r = Self::connect(cfg, target, pool_set, addr, size, nlanes, Mode::Open);
+        returned("rpmem_open", r)
     }
 
     fn connect(
@@ -132,9 +136,15 @@ impl RemotePool {
                     .into(),
             ));
         }
+        log::info!(
+            "transport: tcp (RDMA not built in; RPMEM_ENABLE_VERBS={}, RPMEM_ENABLE_SOCKETS=1)",
+            u8::from(cfg.enable_verbs)
+        );
         let want = nlanes.min(cfg.max_lanes).clamp(1, MAX_LANES);
         let name = format!("{target_str}:{pool_set}");
-        let mut control = Control::start(cfg, &target, &next_command(&cfg.cmd))?;
+        let cmd = next_command(&cfg.cmd);
+        log::debug!("{name}: starting '{cmd}' through '{}'", cfg.ssh);
+        let mut control = Control::start(cfg, &target, &cmd)?;
         let req = match mode {
             Mode::Create(attr) => Request::Create {
                 version: PROTO_VERSION,
@@ -170,6 +180,25 @@ impl RemotePool {
                 return Err(e);
             }
         };
+        log::info!(
+            "{} {name}: {size} bytes, {} of {want} lanes, {}, transport tcp",
+            match mode {
+                Mode::Create(_) => "created",
+                Mode::Open => "opened",
+            },
+            lanes.len(),
+            if session.has_header {
+                "with header"
+            } else {
+                "no header"
+            }
+        );
+        log::debug!(
+            "{name}: remote pool {} bytes, data on {}:{}",
+            session.remote_size,
+            session.addr,
+            session.port
+        );
         let pool = RemotePool {
             control: Mutex::new(control),
             lanes,
@@ -257,6 +286,11 @@ impl RemotePool {
     /// Copies `len` bytes at `offset` of the local region to the remote pool and
     /// makes them durable there. `flags`: 0 or [`crate::PERSIST_RELAXED`].
     pub fn persist(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
+        log::trace!("rpmem_persist {offset}+{len} lane {lane} flags {flags:#x}");
+        returned("rpmem_persist", self.persist_impl(offset, len, lane, flags))
+    }
+
+    fn persist_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
         let f = Self::check_flags(flags, PERSIST_RELAXED)?;
         self.check_range(offset, len, true)?;
         let mut l = self.lane(lane)?;
@@ -266,6 +300,14 @@ impl RemotePool {
 
     /// Like [`RemotePool::persist`], to the deepest durability domain of the target.
     pub fn deep_persist(&self, offset: usize, len: usize, lane: u32) -> Result<()> {
+        log::trace!("rpmem_deep_persist {offset}+{len} lane {lane}");
+        returned(
+            "rpmem_deep_persist",
+            self.deep_persist_impl(offset, len, lane),
+        )
+    }
+
+    fn deep_persist_impl(&self, offset: usize, len: usize, lane: u32) -> Result<()> {
         self.check_range(offset, len, true)?;
         let mut l = self.lane(lane)?;
         // SAFETY: the range is inside the region the creator vouched for.
@@ -274,6 +316,11 @@ impl RemotePool {
 
     /// Copies without waiting for durability; see [`RemotePool::drain`].
     pub fn flush(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
+        log::trace!("rpmem_flush {offset}+{len} lane {lane} flags {flags:#x}");
+        returned("rpmem_flush", self.flush_impl(offset, len, lane, flags))
+    }
+
+    fn flush_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
         let f = Self::check_flags(flags, PERSIST_RELAXED)?;
         self.check_range(offset, len, true)?;
         let mut l = self.lane(lane)?;
@@ -283,12 +330,22 @@ impl RemotePool {
 
     /// Makes every earlier flush on `lane` durable. `flags` must be 0.
     pub fn drain(&self, lane: u32, flags: u32) -> Result<()> {
+        log::trace!("rpmem_drain lane {lane} flags {flags:#x}");
+        returned("rpmem_drain", self.drain_impl(lane, flags))
+    }
+
+    fn drain_impl(&self, lane: u32, flags: u32) -> Result<()> {
         Self::check_flags(flags, 0)?;
         self.lane(lane)?.drain()
     }
 
     /// Reads `buf.len()` bytes at `offset` of the remote pool.
     pub fn read(&self, buf: &mut [u8], offset: usize, lane: u32) -> Result<()> {
+        log::trace!("rpmem_read {offset}+{} lane {lane}", buf.len());
+        returned("rpmem_read", self.read_impl(buf, offset, lane))
+    }
+
+    fn read_impl(&self, buf: &mut [u8], offset: usize, lane: u32) -> Result<()> {
         self.check_range(offset, buf.len(), false)?;
         let mut l = self.lane(lane)?;
         if buf.is_empty() {
@@ -299,6 +356,11 @@ impl RemotePool {
 
     /// Rewrites the stored attributes (`None`: zeroed attributes).
     pub fn set_attr(&self, attr: Option<&PoolAttr>) -> Result<()> {
+        log::trace!("rpmem_set_attr {}", self.name);
+        returned("rpmem_set_attr", self.set_attr_impl(attr))
+    }
+
+    fn set_attr_impl(&self, attr: Option<&PoolAttr>) -> Result<()> {
         let attr = attr.copied().unwrap_or_default();
         let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
         match c.call(&Request::SetAttr { attr })? {
@@ -315,6 +377,12 @@ impl RemotePool {
     /// If the handle is dropped instead, the ssh client is killed and the
     /// daemon releases the pool when its control channel ends.
     pub fn close(self) -> Result<()> {
+        log::info!("closing {}", self.name);
+        let name = self.name.clone();
+        returned(&format!("rpmem_close {name}"), self.close_impl())
+    }
+
+    fn close_impl(self) -> Result<()> {
         for l in &self.lanes {
             l.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
         }

@@ -19,6 +19,16 @@ pub struct RemoveFlags {
 /// a missing pool); ssh's own failures (255) and a missing command (127) are
 /// connection failures.
 pub fn remove(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) -> Result<()> {
+    crate::log::init();
+    log::info!(
+        "remove {target}:{pool_set} (force {}, pool set {})",
+        flags.force,
+        flags.pool_set
+    );
+    crate::log::returned("rpmem_remove", remove_impl(cfg, target, pool_set, flags))
+}
+
+fn remove_impl(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) -> Result<()> {
     if pool_set.is_empty() {
         return Err(Error::InvalidArgument("the pool set name is empty".into()));
     }
@@ -34,6 +44,7 @@ pub fn remove(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) ->
     if flags.pool_set {
         cmd.push_str(" --pool-set");
     }
+    log::debug!("running '{cmd}' on {target} through '{}'", cfg.ssh);
     let (status, stderr) = run_remote(cfg, &t, &cmd)?;
     let code = match status.code() {
         Some(0) => return Ok(()),
