@@ -30,8 +30,9 @@ pub enum ErrorKind {
 /// Everything that can go wrong in target-side storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// A pool set file line is invalid.
-    #[error("{}:{line}: {msg}", file.display())]
+    /// A pool set file line is invalid (`FILE:LINE: why`; `FILE: why` when
+    /// the problem is the whole file).
+    #[error("{}: {msg}", where_(file, *line))]
     Parse {
         /// The pool set file.
         file: PathBuf,
@@ -86,6 +87,15 @@ pub enum StorageError {
         /// Size of the pool.
         size: u64,
     },
+}
+
+/// `file:line`, or just `file` for line 0.
+fn where_(file: &std::path::Path, line: usize) -> String {
+    if line == 0 {
+        file.display().to_string()
+    } else {
+        format!("{}:{line}", file.display())
+    }
 }
 
 impl StorageError {

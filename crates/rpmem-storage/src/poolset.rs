@@ -345,7 +345,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let cases: [(&str, usize, &str); 11] = [
+        let cases: [(&str, usize, &str); 15] = [
+            ("PMEMPOOLSET\nOPTION\n4M /p\n", 2, "without a value"),
+            (
+                "PMEMPOOLSET\nOPTION SINGLEHDR NOHDRS\n4M /p\n",
+                2,
+                "exclude",
+            ),
+            (
+                "PMEMPOOLSET\n4M /p\n\n  # c\n4MiX /q\n",
+                5,
+                "invalid part size",
+            ),
+            ("PMEMPOOLSET extra\n4M /p\n", 1, "PMEMPOOLSET"),
             ("", 1, "PMEMPOOLSET"),
             ("# c\nPMEMPOOLSET\n4M /p\n", 1, "PMEMPOOLSET"),
             ("PMEMPOOLSET\n4M rel/p\n", 2, "not absolute"),
@@ -383,5 +395,30 @@ mod tests {
     fn error_display_names_file_and_line() {
         let e = parse("PMEMPOOLSET\n4Q /p\n").unwrap_err();
         assert!(e.to_string().starts_with("/etc/x.set:2: "), "{e}");
+        // A problem of the whole file names the file alone.
+        let e = parse("PMEMPOOLSET\n").unwrap_err();
+        assert_eq!(e.to_string(), "/etc/x.set: the pool set has no parts");
+    }
+
+    #[test]
+    fn load_names_the_file_for_unreadable_and_non_utf8_sets() {
+        let d = std::env::temp_dir().join(format!("poolset-load-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let bad = d.join("bin.set");
+        fs::write(&bad, b"PMEMPOOLSET\n4M /p\xff\n").unwrap();
+        let e = PoolSet::load(&bad).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("{}: ", bad.display())),
+            "{e}"
+        );
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+        let missing = d.join("missing.set");
+        let e = PoolSet::load(&missing).unwrap_err();
+        assert!(
+            e.to_string().contains(&missing.display().to_string()),
+            "{e}"
+        );
+        assert_eq!(e.errno(), libc::ENOENT);
+        fs::remove_dir_all(&d).unwrap();
     }
 }
