@@ -353,3 +353,35 @@ fn names_outside_the_poolset_dir_are_refused_and_logged() {
         );
     }
 }
+
+#[test]
+fn bad_pool_set_lines_reach_the_client_with_file_and_line() {
+    let t = LocalTarget::new();
+    let cfg = config(&t);
+    for (name, text, line) in [
+        ("size.set", "PMEMPOOLSET\n# parts\n4Q /tmp/x\n", 3),
+        ("rel.set", "PMEMPOOLSET\n4M rel/part\n", 2),
+        (
+            "both.set",
+            "PMEMPOOLSET\nOPTION SINGLEHDR\nOPTION NOHDRS\n4M /tmp/x\n",
+            3,
+        ),
+        (
+            "repl.set",
+            "PMEMPOOLSET\n4M /tmp/x\nREPLICA\n4M /tmp/y\n",
+            3,
+        ),
+    ] {
+        let path = t.write_poolset(name, text);
+        let e = Pool::create(&cfg, "localhost", name, 2 * MIB, 1, None)
+            .err()
+            .unwrap_or_else(|| panic!("{name} must be refused"));
+        assert_eq!(e.errno(), libc::EINVAL, "{name}: {e}");
+        let canonical = path.canonicalize().unwrap();
+        assert!(
+            e.to_string()
+                .contains(&format!("{}:{line}: ", canonical.display())),
+            "{name}: {e}"
+        );
+    }
+}
