@@ -6,6 +6,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rpmem_proto::control::{self, Request, Response};
 
@@ -131,6 +132,9 @@ pub(crate) struct Control {
     tail: StderrTail,
     tail_reader: Option<JoinHandle<()>>,
     what: String,
+    /// How long requests on an open pool (set_attr, close) may wait for
+    /// their answer: the data path's `RPMEM_TIMEOUT_MS`.
+    timeout: Duration,
 }
 
 impl Control {
@@ -157,6 +161,7 @@ impl Control {
                 target.destination(),
                 cfg.ssh
             ),
+            timeout: cfg.io_timeout,
         })
     }
 
@@ -169,6 +174,27 @@ impl Control {
         };
         if sent.is_err() {
             return Err(self.died("while sending a request"));
+        }
+        // Create and open may legitimately take long (allocating a large
+        // pool); the answer to a request on an open pool must come within
+        // the time limit, or a stalled target would hang close forever.
+        if matches!(req, Request::SetAttr { .. } | Request::Close)
+            && !matches!(
+                sys::wait_readable(self.stdout.as_raw_fd(), self.timeout),
+                Ok(true)
+            )
+        {
+            let _ = self.child.kill();
+            self.stdin.take();
+            let _ = self.child.wait();
+            // Not joined: a stalled remote process may still hold the
+            // stderr pipe; the reader thread ends when it does.
+            self.tail_reader.take();
+            return Err(Error::ConnectionReset(format!(
+                "{} did not answer within {} ms (RPMEM_TIMEOUT_MS); the ssh client was stopped",
+                self.what,
+                self.timeout.as_millis()
+            )));
         }
         let mut prefix = [0u8; 4];
         if self.stdout.read_exact(&mut prefix).is_err() {
