@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use e2e::{bin, compile_c, LocalTarget};
+use e2e::{bin, compile_c, is_root, LocalTarget};
 use rpmem::{Config, Pool, PERSIST_RELAXED};
 
 const MIB: usize = 1024 * 1024;
@@ -355,8 +355,8 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
         assert!(start.elapsed() < HANG, "lanes did not make progress");
         thread::sleep(Duration::from_millis(2));
     }
-    signal(daemon.pid, "KILL");
     let killed = Instant::now();
+    signal(daemon.pid, "KILL");
     let mut worst = Duration::ZERO;
     for _ in 0..LANES {
         let (lane, at, errno, msg) = rx
@@ -624,4 +624,294 @@ fn strangers_and_replayed_secrets_are_dropped_and_the_pool_is_unchanged() {
     assert_eq!(&a[64..72], b"session2");
     assert!(a[128..144].iter().all(|&b| b == 0));
     assert_eq!(&read_part(&part_b)[64..72], b"sessionB");
+}
+
+// ---------------------------------------------------------------------------
+// 4. Stalls and network faults.
+
+/// Parses "fail ERRNO MSG" / "again ERRNO US MSG" / "close RC US".
+fn fields(line: &str, tag: &str) -> Vec<String> {
+    let rest = line
+        .strip_prefix(tag)
+        .unwrap_or_else(|| panic!("expected {tag:?}, got {line:?}"));
+    rest.trim()
+        .splitn(3, ' ')
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+}
+
+/// Drives a writer through a fault injected by `inject` after 100 acks; checks
+/// the persist in flight fails with ECONNRESET within `bound`, the next call
+/// fails fast, close returns within `bound`, and returns the acks and times.
+fn persist_through_fault(
+    w: &mut Writer,
+    bound: Duration,
+    inject: impl FnOnce(),
+) -> (Duration, Duration, String) {
+    w.wait_acks(100, HANG);
+    inject();
+    let at = Instant::now();
+    let fail = w.next_event(bound).expect("writer ended without failing");
+    let took = at.elapsed();
+    let f = fields(&fail, "fail ");
+    assert_eq!(f[0], libc::ECONNRESET.to_string(), "{fail}");
+    let again = w.next_event(bound).expect("again");
+    let a = fields(&again, "again ");
+    assert_eq!(a[0], libc::ECONNABORTED.to_string(), "{again}");
+    let again_us: u64 = a[1].parse().unwrap();
+    assert!(again_us < 1_000_000, "{again}");
+    let t0 = Instant::now();
+    let close = w.next_event(bound).expect("close");
+    let close_took = t0.elapsed();
+    assert!(close.starts_with("close "), "{close}");
+    (took, close_took, f[1..].join(" "))
+}
+
+#[test]
+fn stalled_target_fails_within_rpmem_timeout_ms_and_close_returns() {
+    const SIZE: usize = 4 * MIB;
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "stall.set", "4M");
+    let mut env = t.env();
+    env.push(("RPMEM_TIMEOUT_MS".into(), "1500".into()));
+    let mut w = Writer::spawn(&env, "stall.set", SIZE, 4096);
+    w.wait_acks(1, HANG);
+    let daemon = served(&t, "stall.set");
+    let (took, close_took, msg) = persist_through_fault(&mut w, HANG, || {
+        signal(daemon.pid, "STOP");
+    });
+    eprintln!(
+        "stalled target (SIGSTOP): persist failed after {took:?} (RPMEM_TIMEOUT_MS=1500): {msg}; \
+         close took {close_took:?}"
+    );
+    assert!(msg.contains("did not answer in time"), "{msg}");
+    assert!(
+        took >= Duration::from_millis(1000),
+        "failed before the time limit: {took:?}"
+    );
+    assert!(took < Duration::from_millis(1500) + Duration::from_secs(10));
+    assert!(
+        close_took < Duration::from_secs(10),
+        "close took {close_took:?}"
+    );
+    w.drain_acks();
+    // The target resumes, finds its initiator gone, and releases the pool.
+    signal(daemon.pid, "CONT");
+    wait_gone(daemon.pid, HANG);
+    assert_acked_blocks(&read_part(&part), w.acked, 4096);
+    let (pool, _) = Pool::open(&config(&t), "localhost", "stall.set", SIZE, 1)
+        .unwrap_or_else(|e| panic!("reopen: {e}; log: {}", t.log()));
+    pool.close().unwrap();
+}
+
+static NETNS_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace of our own joined to this one by a veth pair with
+/// addresses in a private /30 (10.213.x.y), and an ssh stand-in that runs
+/// the remote command inside it as sshd would, `SSH_CONNECTION` naming the
+/// namespace's address. Everything is deleted on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+    ssh: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn create() -> Option<Netns> {
+        let have_ip = Command::new("ip")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !is_root() || !have_ip {
+            eprintln!("skipping: needs root and iproute2 (network namespaces)");
+            return None;
+        }
+        let pid = std::process::id();
+        let seq = NETNS_SEQ.fetch_add(1, Ordering::SeqCst);
+        let name = format!("rpmemf-{pid}-{seq}");
+        let host_if = format!("rpf{}h{seq}", pid % 100_000);
+        let ns_if = format!("rpf{}n{seq}", pid % 100_000);
+        let octet = pid % 256;
+        let base = (seq % 64) * 4;
+        let host_ip = format!("10.213.{octet}.{}", base + 1);
+        let ns_ip = format!("10.213.{octet}.{}", base + 2);
+        ip(&["netns", "add", &name]);
+        let mut n = Netns {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            ssh: PathBuf::new(),
+            _dir: tempfile::tempdir().expect("tempdir"),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["-n", &name, "link", "set", &ns_if, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        let ssh = n._dir.path().join("ssh-netns");
+        fs::write(
+            &ssh,
+            format!(
+                "#!/bin/sh\n# ssh stand-in: run the command (last argument) in netns {name}\n\
+                 for last; do :; done\n\
+                 exec ip netns exec {name} env SSH_CONNECTION='{host_ip} 40000 {ns_ip} 22' \
+                 /bin/sh -c \"$last\"\n"
+            ),
+        )
+        .expect("write ssh stand-in");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).expect("chmod");
+        n.ssh = ssh;
+        Some(n)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, and with it ours.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn link_down_mid_stream_fails_within_rpmem_timeout_ms() {
+    const SIZE: usize = 8 * MIB;
+    let Some(ns) = Netns::create() else { return };
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "net.set", "8M");
+    let env = vec![
+        ("RPMEM_SSH".to_string(), ns.ssh.display().to_string()),
+        ("RPMEM_CMD".to_string(), t.rpmem_cmd()),
+        ("RPMEM_TIMEOUT_MS".to_string(), "2000".to_string()),
+    ];
+    let mut w = Writer::spawn(&env, "net.set", SIZE, 64 * 1024);
+    w.wait_acks(1, HANG);
+    let daemon = served(&t, "net.set");
+    assert!(daemon.addr.starts_with("10.213."), "{daemon:?}");
+    let (took, close_took, msg) = persist_through_fault(&mut w, HANG, || {
+        ip(&["link", "set", &ns.host_if, "down"]);
+    });
+    eprintln!(
+        "link down: persist failed after {took:?} (RPMEM_TIMEOUT_MS=2000): {msg}; \
+         close took {close_took:?}"
+    );
+    assert!(took < Duration::from_millis(2000) + Duration::from_secs(10));
+    w.drain_acks();
+    // The control channel does not cross the link: the daemon closes cleanly.
+    wait_gone(daemon.pid, HANG);
+    let log = log_of(&t, daemon.pid);
+    assert!(log.contains("closed"), "{log}");
+    assert_acked_blocks(&read_part(&part), w.acked, 64 * 1024);
+}
+
+// ---------------------------------------------------------------------------
+// 6. Target resources.
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn mount(size: &str) -> Option<SmallFs> {
+        if !is_root() {
+            return None;
+        }
+        let d = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(d.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallFs(d))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn full_target_filesystem_fails_create_with_enospc_and_leaves_no_files() {
+    let Some(small) = SmallFs::mount("5M") else {
+        eprintln!("skipping: needs root (mounts a small tmpfs)");
+        return;
+    };
+    let t = LocalTarget::new();
+    let dir = small.0.path();
+    // Part 0 fits, part 1 does not.
+    t.write_poolset(
+        "full.set",
+        &format!(
+            "PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n4M {}\n",
+            dir.join("p0").display(),
+            dir.join("p1").display()
+        ),
+    );
+    let cfg = config(&t);
+    let e = Pool::create(&cfg, "localhost", "full.set", 8 * MIB, 1, None)
+        .err()
+        .expect("create on a full file system must fail");
+    eprintln!("create on a full tmpfs: {e}");
+    assert_eq!(e.errno(), libc::ENOSPC, "{e}");
+    assert!(e.to_string().contains("full.set"), "{e}");
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    // With headers too.
+    t.write_poolset(
+        "fullh.set",
+        &format!("PMEMPOOLSET\n16M {}\n", dir.join("h0").display()),
+    );
+    let attr = rpmem::PoolAttr {
+        signature: *b"FULLTST\0",
+        major: 1,
+        ..Default::default()
+    };
+    let e = Pool::create(&cfg, "localhost", "fullh.set", 8 * MIB, 1, Some(&attr))
+        .err()
+        .expect("create must fail");
+    assert_eq!(e.errno(), libc::ENOSPC, "{e}");
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
 }
