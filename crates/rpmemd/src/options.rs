@@ -415,6 +415,26 @@ mod tests {
     }
 
     #[test]
+    fn help_documents_persistency_methods_files_and_the_pmem_switch() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for needle in [
+            "--persist-apm",
+            "--persist-general",
+            "--nthreads",
+            "/etc/rpmemd/rpmemd.conf",
+            "$HOME/.rpmemd.conf",
+            "the command line wins",
+            "clwb",
+            "general method",
+            "changes nothing",
+            "RPMEMD_FORCE_PMEM=1",
+        ] {
+            assert!(help.contains(needle), "{needle}: {help}");
+        }
+    }
+
+    #[test]
     fn command_line_parses_rpmemd_options() {
         let cli = Cli::try_parse_from([
             "rpmemd",
