@@ -915,3 +915,246 @@ fn full_target_filesystem_fails_create_with_enospc_and_leaves_no_files() {
         .collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
+
+// ---------------------------------------------------------------------------
+// 5. Hostile input to the installed rpmemd.
+
+/// A control frame: u32 length, then the body.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+/// An Open request body: kind 2, version, name, pool size, lanes.
+fn open_body(set: &str, size: u64, nlanes: u32) -> Vec<u8> {
+    let mut v = vec![2u8];
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&(set.len() as u32).to_le_bytes());
+    v.extend_from_slice(set.as_bytes());
+    v.extend_from_slice(&size.to_le_bytes());
+    v.extend_from_slice(&nlanes.to_le_bytes());
+    v
+}
+
+fn rpmemd_cmd(t: &LocalTarget) -> Command {
+    let mut c = Command::new(bin("rpmemd"));
+    c.arg(format!("--poolset-dir={}", t.dir().display()))
+        .arg(format!("--log-file={}", t.log_path().display()))
+        .arg("--log-level=debug")
+        .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22");
+    c
+}
+
+#[test]
+fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "g.set", "2M");
+    let cfg = config(&t);
+    let mut p = Pool::create(&cfg, "localhost", "g.set", 2 * MIB, 1, None).unwrap();
+    p.region_mut()[4096..4100].copy_from_slice(b"kept");
+    p.persist(4096, 4, 0, 0).unwrap();
+    p.close().unwrap();
+    let before = read_part(&part);
+    let open = frame(&open_body("g.set", 2 * MIB as u64, 1));
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect()
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("zero-length frame", vec![0, 0, 0, 0]),
+        ("huge length", vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
+        (
+            "length past the limit",
+            (64 * 1024 + 1u32).to_le_bytes().to_vec(),
+        ),
+        ("truncated prefix", vec![5, 0]),
+        ("truncated body", vec![50, 0, 0, 0, 2, 1, 0]),
+        ("unknown kind", frame(&[0x55])),
+        ("close before open", frame(&[4])),
+        ("open with a 4 GiB name", {
+            let mut b = vec![2u8, 1, 0];
+            b.extend_from_slice(&u32::MAX.to_le_bytes());
+            frame(&b)
+        }),
+        ("open with junk after it", {
+            let mut b = open_body("g.set", 2 * MIB as u64, 1);
+            b.push(0);
+            frame(&b)
+        }),
+        ("open then garbage", {
+            let mut v = open.clone();
+            v.extend_from_slice(&[9, 0, 0, 0, 0xee, 1, 2, 3, 4, 5, 6, 7, 8]);
+            v
+        }),
+        ("open then a truncated frame", {
+            let mut v = open.clone();
+            v.extend_from_slice(&[8, 0, 0, 0, 3]);
+            v
+        }),
+        ("open then set_attr too short", {
+            let mut v = open.clone();
+            v.extend_from_slice(&frame(&[3, 1, 2, 3]));
+            v
+        }),
+    ];
+    for i in 0..8 {
+        cases.push(("random bytes", random(16 + i * 97)));
+        let mut v = open.clone();
+        v.extend_from_slice(&random(8 + i * 61));
+        cases.push(("open then random bytes", v));
+    }
+    for (what, input) in &cases {
+        let mut child = rpmemd_cmd(&t)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rpmemd");
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if start.elapsed() > HANG {
+                let _ = child.kill();
+                panic!("rpmemd hung on {what}");
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        let opened_only = *what == "open then random bytes" && status.success();
+        assert!(
+            !status.success() || opened_only,
+            "{what}: rpmemd exited {status}; log:\n{}",
+            t.log()
+        );
+        assert!(read_part(&part) == before, "{what}: the pool changed");
+    }
+    assert!(t.log().contains(" err: "), "errors were not logged");
+    // The pool is released and intact.
+    let (p, _) = Pool::open(&cfg, "localhost", "g.set", 2 * MIB, 1).unwrap();
+    let mut b = [0u8; 4];
+    p.read(&mut b, 4096, 0).unwrap();
+    assert_eq!(&b, b"kept");
+    p.close().unwrap();
+}
+
+#[test]
+fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing() {
+    const LANES: u32 = 16;
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "d.set", "2M");
+    Pool::create(&config(&t), "localhost", "d.set", 2 * MIB, 1, None)
+        .unwrap()
+        .close()
+        .unwrap();
+    let before = read_part(&part);
+    let mut child = rpmemd_cmd(&t)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rpmemd");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdin
+        .write_all(&frame(&open_body("d.set", 2 * MIB as u64, LANES)))
+        .unwrap();
+    let mut len = [0u8; 4];
+    stdout.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+    stdout.read_exact(&mut body).unwrap();
+    assert_eq!(body[0], 0x81, "not opened: {body:?}");
+    let n = body.len();
+    let port = u16::from_le_bytes(body[n - 34..n - 32].try_into().unwrap());
+    let secret: [u8; 32] = body[n - 32..].try_into().unwrap();
+
+    let header = |op: u8, flags: u8, offset: u64, length: u64| {
+        let mut v = vec![op, flags, 0, 0, 0, 0, 0, 0];
+        v.extend_from_slice(&offset.to_le_bytes());
+        v.extend_from_slice(&length.to_le_bytes());
+        v.extend_from_slice(&5u64.to_le_bytes());
+        v
+    };
+    let mut reserved = header(2, 0, 64, 4);
+    reserved[3] = 1;
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "unknown op",
+            [header(9, 0, 64, 4), b"XXXX".to_vec()].concat(),
+        ),
+        (
+            "unknown flag",
+            [header(2, 4, 64, 4), b"XXXX".to_vec()].concat(),
+        ),
+        ("reserved bytes", [reserved, b"XXXX".to_vec()].concat()),
+        (
+            "offset past the pool",
+            [header(2, 0, 2 * MIB as u64, 4), b"XXXX".to_vec()].concat(),
+        ),
+        (
+            "length past the pool",
+            [header(2, 1, 64, 2 * MIB as u64), b"XXXX".to_vec()].concat(),
+        ),
+        (
+            "length u64::MAX",
+            [header(1, 0, 64, u64::MAX), b"XXXX".to_vec()].concat(),
+        ),
+        (
+            "offset+length overflow",
+            [header(3, 0, u64::MAX - 1, 4), b"XXXX".to_vec()].concat(),
+        ),
+        ("read past the pool", header(5, 0, 2 * MIB as u64 - 4, 8)),
+        ("truncated header", header(2, 0, 64, 4)[..20].to_vec()),
+        (
+            "truncated payload",
+            [header(2, 0, 64, 100), vec![b'T'; 10]].concat(),
+        ),
+        (
+            "truncated large payload",
+            [header(2, 0, 0, MIB as u64), vec![b'L'; 4096]].concat(),
+        ),
+    ];
+    cases.push((
+        "a second hello",
+        [hello(1, &secret), hello(1, &secret)].concat()[48..].to_vec(),
+    ));
+    assert!(cases.len() < LANES as usize);
+    for (lane, (what, bytes)) in cases.iter().enumerate() {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(&hello(lane as u32, &secret)).unwrap();
+        let mut ack = [0u8; 16];
+        c.set_read_timeout(Some(HANG)).unwrap();
+        c.read_exact(&mut ack).unwrap();
+        assert_eq!(&ack[8..12], &[0, 0, 0, 0], "{what}: hello refused");
+        let _ = c.write_all(bytes);
+        let _ = c.shutdown(Shutdown::Write);
+        let (status, closed) = peer_outcome(c);
+        assert!(closed, "{what}: not dropped");
+        if let Some(st) = status {
+            assert_ne!(st, 0, "{what}: served");
+        }
+        assert!(read_part(&part) == before, "{what}: the pool changed");
+    }
+    // The session survives its misbehaving lanes and closes cleanly.
+    stdin.write_all(&frame(&[4])).unwrap();
+    let mut resp = [0u8; 5];
+    stdout.read_exact(&mut resp).unwrap();
+    assert_eq!(resp, [1, 0, 0, 0, 0x82]);
+    drop(stdin);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "rpmemd exited {st}");
+    assert!(read_part(&part) == before, "the pool changed");
+    let log = t.log();
+    assert!(log.contains("bad request header"), "{log}");
+}
