@@ -5,6 +5,7 @@
 #                              (default PREFIX=/usr/local; DESTDIR honoured)
 #   make demo                  install into target/demo-prefix and run `rpmem demo`
 #   make test                  install into target/test-prefix and run every test
+#   make bench                 install into target/bench-prefix and run `rpmem bench`
 #   make lint                  rustfmt check + clippy with warnings as errors
 
 CARGO   ?= cargo
@@ -23,13 +24,15 @@ PC_IN    ?= $(CURDIR)/crates/librpmem/librpmem.pc.in
 
 DEMO_PREFIX := $(CURDIR)/target/demo-prefix
 TEST_PREFIX := $(CURDIR)/target/test-prefix
+BENCH_PREFIX := $(CURDIR)/target/bench-prefix
+BENCH_ARGS ?= --duration 2
 
 BINDIR := $(DESTDIR)$(PREFIX)/bin
 LIBDIR := $(DESTDIR)$(PREFIX)/lib
 INCDIR := $(DESTDIR)$(PREFIX)/include
 PCDIR  := $(LIBDIR)/pkgconfig
 
-.PHONY: all build install demo test lint clean
+.PHONY: all build install demo test bench lint clean
 
 all: build
 
@@ -54,6 +57,10 @@ demo:
 test:
 	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) DESTDIR=
 	RPMEM_PREFIX=$(TEST_PREFIX) $(CARGO) test --workspace --release --no-fail-fast
+
+bench:
+	$(MAKE) --no-print-directory install PREFIX=$(BENCH_PREFIX) DESTDIR=
+	$(BENCH_PREFIX)/bin/rpmem bench $(BENCH_ARGS)
 
 lint:
 	$(CARGO) fmt --all -- --check
