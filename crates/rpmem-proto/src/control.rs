@@ -379,6 +379,27 @@ mod tests {
         }
 
         #[test]
+        fn mutated_frames_decode_or_fail_cleanly(which in 0usize..5, at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
+            let frames = [
+                Request::Create { version: 1, pool_set: "a.set".into(), pool_size: 1 << 20, nlanes: 4, attr: Some(PoolAttr::default()) }.encode(),
+                Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode(),
+                Request::SetAttr { attr: PoolAttr::default() }.encode(),
+                Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN] }).encode(),
+                Response::Error { status: Status::Busy, message: "busy".into() }.encode(),
+            ];
+            let mut body = frames[which][4..].to_vec();
+            let i = at % body.len();
+            body[i] = byte;
+            body.truncate(body.len() - cut % 3);
+            if let Ok(r) = Request::decode(&body) {
+                prop_assert_eq!(&r.encode()[4..], &body[..]);
+            }
+            if let Ok(r) = Response::decode(&body) {
+                prop_assert_eq!(&r.encode()[4..], &body[..]);
+            }
+        }
+
+        #[test]
         fn every_truncation_is_an_error(cut in 0usize..64) {
             let f = Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode();
             let b = &f[4..];

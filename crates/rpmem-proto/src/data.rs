@@ -256,9 +256,18 @@ mod tests {
 
     proptest! {
         #[test]
-        fn fixed_decoders_never_panic(h in any::<[u8; 32]>(), a in any::<[u8; 16]>()) {
+        fn fixed_decoders_never_panic(h in any::<[u8; 32]>(), a in any::<[u8; 16]>(), x in any::<[u8; 16]>(), s in any::<[u8; 32]>()) {
             let _ = RequestHeader::decode(&h);
             let _ = Ack::decode(&a);
+            let mut hello = [0u8; HELLO_LEN];
+            hello[..16].copy_from_slice(&x);
+            hello[16..].copy_from_slice(&s);
+            let _ = Hello::decode(&hello);
+            // With the magic right, the rest is still checked, never trusted.
+            hello[..4].copy_from_slice(&HELLO_MAGIC);
+            if let Ok(d) = Hello::decode(&hello) {
+                prop_assert_eq!(d.encode(), hello);
+            }
         }
     }
 }
