@@ -303,8 +303,19 @@ fn persist_coalesces_and_validates() {
             len: 0,
         },
     ];
+    let before = pool.msync_calls();
     pool.persist(&mut rs, false).unwrap();
-    assert_eq!(rs[0].offset, 0, "sorted in place");
+    assert_eq!(pool.msync_calls() - before, 1, "one msync for all ranges");
+    // Sixteen scattered flushes drained together: still one durability call.
+    let mut scattered: Vec<Range> = (0..16)
+        .map(|i| Range {
+            offset: i * 3 * 4096 + 100,
+            len: 512,
+        })
+        .collect();
+    let before = pool.msync_calls();
+    pool.persist(&mut scattered, false).unwrap();
+    assert_eq!(pool.msync_calls() - before, 1);
     let mut bad = [Range {
         offset: 4 * M,
         len: 1,
