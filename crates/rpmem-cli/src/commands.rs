@@ -280,7 +280,8 @@ pub fn create(a: CreateArgs) -> Result<()> {
         lanes: pool.nlanes(),
         lanes_requested: a.lanes,
         local_size: pool.size(),
-        attributes: attr.as_ref().map(AttrView::new),
+        // What the target stored, not what was asked (user flags may differ).
+        attributes: pool.has_header().then(|| AttrView::new(&pool.attr())),
     };
     pool.close()?;
     emit(a.json, &view, |v| {

@@ -20,6 +20,7 @@ pub struct RemotePool {
     addr: *const u8,
     size: usize,
     has_header: bool,
+    attr: PoolAttr,
     queue_limit: usize,
     name: String,
 }
@@ -205,6 +206,7 @@ impl RemotePool {
             addr,
             size,
             has_header: session.has_header,
+            attr: session.attr,
             queue_limit: cfg.work_queue_size.max(1),
             name,
         };
@@ -236,6 +238,13 @@ impl RemotePool {
     /// Whether the first 4096 bytes of the remote pool hold its header.
     pub fn has_header(&self) -> bool {
         self.has_header
+    }
+
+    /// The attributes the target reported when the pool was created or
+    /// opened: for a new pool, what it stored (zero user flags become the
+    /// target's architecture flags, as in PMDK). Not updated by `set_attr`.
+    pub fn attr(&self) -> PoolAttr {
+        self.attr
     }
 
     /// Size of the local region (the usable part of the remote pool).

@@ -75,6 +75,11 @@ impl Pool {
         self.remote.has_header()
     }
 
+    /// See [`RemotePool::attr`].
+    pub fn attr(&self) -> PoolAttr {
+        self.remote.attr()
+    }
+
     /// Size of the local region.
     pub fn size(&self) -> usize {
         self.region.len()

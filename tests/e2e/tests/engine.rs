@@ -82,6 +82,14 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
     let mut pool = Pool::create(&cfg, "localhost", "hdr.set", 8 * MIB, 1, Some(&attr()))
         .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
     assert!(pool.has_header());
+    // The target reports what it stored: our fields, and zero user flags
+    // replaced by its architecture flags as PMDK does.
+    let stored = pool.attr();
+    assert_eq!(
+        (stored.signature, stored.major, stored.uuid),
+        (attr().signature, attr().major, attr().uuid)
+    );
+    assert_ne!(stored.user_flags, [0u8; 16]);
     // The header signature is on disk.
     assert_eq!(part_bytes(&t, "h0", 0, 8), b"RPMTEST\0");
     let e = pool.persist(100, 8, 0, 0).unwrap_err();
