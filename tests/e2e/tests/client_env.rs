@@ -262,8 +262,8 @@ fn rpmem_cmd_alternatives_are_used_in_turn() {
     let a = fs::read_to_string(&logs[0]).unwrap_or_default();
     let b = fs::read_to_string(&logs[1]).unwrap_or_default();
     let served = |s: &str| {
-        s.contains("created pool set 'alt.set'") as u8 * 1
-            + s.contains("opened pool set 'alt.set'") as u8 * 2
+        u8::from(s.contains("created pool set 'alt.set'"))
+            + u8::from(s.contains("opened pool set 'alt.set'")) * 2
     };
     // One connection went to each alternative, in either order.
     let (sa, sb) = (served(&a), served(&b));
