@@ -116,12 +116,15 @@ impl Rng {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+/// The `per_mille`/1000 quantile of sorted samples (nearest rank), in µs.
+fn percentile(sorted: &[Duration], per_mille: usize) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e6
+    let rank = (sorted.len() * per_mille)
+        .div_ceil(1000)
+        .clamp(1, sorted.len());
+    sorted[rank - 1].as_nanos() as f64 / 1000.0
 }
 
 fn latency(name: impl Into<String>, mut v: Vec<Duration>) -> Latency {
@@ -129,9 +132,9 @@ fn latency(name: impl Into<String>, mut v: Vec<Duration>) -> Latency {
     Latency {
         name: name.into(),
         samples: v.len(),
-        p50_us: percentile(&v, 0.5),
-        p99_us: percentile(&v, 0.99),
-        p999_us: percentile(&v, 0.999),
+        p50_us: percentile(&v, 500),
+        p99_us: percentile(&v, 990),
+        p999_us: percentile(&v, 999),
         p50_vs_raw: None,
         p99_vs_raw: None,
     }
@@ -601,10 +604,11 @@ mod tests {
     #[test]
     fn percentiles_pick_the_right_sample() {
         let v: Vec<Duration> = (1..=1000).map(Duration::from_micros).collect();
-        assert_eq!(percentile(&v, 0.5), 500.0);
-        assert_eq!(percentile(&v, 0.99), 990.0);
-        assert_eq!(percentile(&v, 0.999), 999.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
+        assert_eq!(percentile(&v, 500), 500.0);
+        assert_eq!(percentile(&v, 990), 990.0);
+        assert_eq!(percentile(&v, 999), 999.0);
+        assert_eq!(percentile(&v[..1], 999), 1.0);
+        assert_eq!(percentile(&[], 500), 0.0);
     }
 
     #[test]
