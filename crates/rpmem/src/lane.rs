@@ -10,6 +10,7 @@ use rpmem_proto::data::{Ack, Hello, Op, RequestHeader, ACK_LEN};
 use rpmem_proto::{Status, PROTO_VERSION};
 
 use crate::error::{Error, Result};
+use crate::spin::SpinSlot;
 use crate::sys;
 
 /// A connected, authenticated lane.
@@ -150,7 +151,9 @@ impl Lane {
     /// arrives within a round trip is then picked up without a wake-up.
     fn recv_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
         let mut got = 0;
-        if !self.spin.is_zero() {
+        let slot = SpinSlot::acquire();
+        let spin = slot.window(self.spin);
+        if !spin.is_zero() {
             let start = Instant::now();
             let fd = self.stream.as_raw_fd();
             while got < buf.len() {
@@ -158,7 +161,7 @@ impl Lane {
                     Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                     Ok(n) => got += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if start.elapsed() >= self.spin {
+                        if start.elapsed() >= spin {
                             break;
                         }
                         std::hint::spin_loop();
@@ -168,6 +171,7 @@ impl Lane {
                 }
             }
         }
+        drop(slot);
         self.stream.read_exact(&mut buf[got..])
     }
 
@@ -194,10 +198,18 @@ impl Lane {
         len: usize,
     ) -> Result<u64> {
         let h = self.header(op, flags, offset, len as u64);
+        let slot = SpinSlot::acquire();
         // SAFETY: forwarded from the caller.
         let sent = unsafe {
-            sys::send_from_raw(self.stream.as_raw_fd(), &h.encode(), src, len, self.spin)
+            sys::send_from_raw(
+                self.stream.as_raw_fd(),
+                &h.encode(),
+                src,
+                len,
+                slot.window(self.spin),
+            )
         };
+        drop(slot);
         match sent {
             Ok(()) => Ok(h.tag),
             Err(e) => Err(self.io_failed("sending data", e)),

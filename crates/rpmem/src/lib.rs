@@ -18,6 +18,7 @@ mod log;
 mod pool;
 mod region;
 mod remove;
+mod spin;
 mod sys;
 
 pub use config::{Config, Target};

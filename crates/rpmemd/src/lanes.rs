@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -42,15 +42,67 @@ fn spin_window() -> Duration {
     })
 }
 
+/// Threads of this process busy-polling right now.
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// At most half the cores spin at once (at least one): the other half is
+/// left to the initiator's threads and to lanes doing real work, so many
+/// busy lanes on a small machine park instead of starving each other.
+fn max_spinners() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)))
+}
+
+/// A permission to busy-poll, released on drop or by [`SpinSlot::release`].
+struct SpinSlot(bool);
+
+impl SpinSlot {
+    /// Takes a slot if fewer than [`max_spinners`] are taken.
+    fn acquire() -> SpinSlot {
+        if SPINNERS.fetch_add(1, Ordering::AcqRel) < max_spinners() {
+            SpinSlot(true)
+        } else {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+            SpinSlot(false)
+        }
+    }
+
+    /// The spin window this slot allows: `window` if held, else zero.
+    fn window(&self, window: Duration) -> Duration {
+        if self.0 {
+            window
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.0) {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Fills `buf` from `stream`. While bytes keep arriving it polls without
 /// blocking, and blocks only after `window` without progress, so requests
 /// and payloads that follow within a round trip are served without the cost
 /// of waking a parked thread. `Ok(false)`: the peer closed before any byte.
 fn fill(stream: &TcpStream, buf: &mut [u8], window: Duration) -> io::Result<bool> {
+    let mut slot = SpinSlot::acquire();
+    let window = slot.window(window);
     let mut got = 0;
     let mut last_progress = Instant::now();
     while got < buf.len() {
         let spinning = last_progress.elapsed() < window;
+        if !spinning {
+            slot.release();
+        }
         let flags = if spinning {
             MsgFlags::MSG_DONTWAIT
         } else {
@@ -437,8 +489,9 @@ impl LaneServer<'_> {
     fn receive(&mut self, offset: u64, len: u64, relaxed: bool) -> Result<(), Stop> {
         let pool = &self.shared.pool;
         if relaxed {
+            let slot = SpinSlot::acquire();
             return pool
-                .recv_into(self.stream.as_fd(), offset, len, spin_window())
+                .recv_into(self.stream.as_fd(), offset, len, slot.window(spin_window()))
                 .map_err(|e| Stop::Failed(format!("receiving payload: {e}")));
         }
         if self.stage.is_empty() && len > 0 {
