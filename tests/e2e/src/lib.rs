@@ -149,6 +149,16 @@ impl LocalTarget {
         self.dir().join("rpmemd.log")
     }
 
+    /// Engine settings that reach this target's daemon through the installed
+    /// `rpmem-ssh-local`, for tests of the Rust API.
+    pub fn config(&self) -> rpmem::Config {
+        rpmem::Config {
+            ssh: bin("rpmem-ssh-local").display().to_string(),
+            cmd: self.rpmem_cmd(),
+            ..rpmem::Config::default()
+        }
+    }
+
     /// The `RPMEM_CMD` value for this target.
     pub fn rpmem_cmd(&self) -> String {
         format!(

@@ -4,18 +4,10 @@ use std::fs;
 use std::sync::Arc;
 use std::thread;
 
-use e2e::{bin, LocalTarget};
+use e2e::LocalTarget;
 use rpmem::{Config, Pool, PoolAttr, RemoveFlags, PERSIST_RELAXED};
 
 const MIB: usize = 1024 * 1024;
-
-fn config(t: &LocalTarget) -> Config {
-    Config {
-        ssh: bin("rpmem-ssh-local").display().to_string(),
-        cmd: t.rpmem_cmd(),
-        ..Config::default()
-    }
-}
 
 fn attr() -> PoolAttr {
     PoolAttr {
@@ -45,7 +37,7 @@ fn persisted_bytes_reach_the_part_file_and_read_back() {
         "nohdrs.set",
         &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
     );
-    let cfg = config(&t);
+    let cfg = t.config();
     let mut pool = Pool::create(&cfg, "localhost", "nohdrs.set", 4 * MIB, 2, None)
         .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
     assert!(!pool.has_header());
@@ -78,7 +70,7 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
     let t = LocalTarget::new();
     let part = t.dir().join("h0");
     t.write_poolset("hdr.set", &format!("PMEMPOOLSET\n8M {}\n", part.display()));
-    let cfg = config(&t);
+    let cfg = t.config();
     let mut pool = Pool::create(&cfg, "localhost", "hdr.set", 8 * MIB, 1, Some(&attr()))
         .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
     assert!(pool.has_header());
@@ -140,7 +132,7 @@ fn four_lanes_from_four_threads_land_every_byte() {
         "lanes.set",
         &format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
     );
-    let cfg = config(&t);
+    let cfg = t.config();
     let mut pool = Pool::create(&cfg, "localhost", "lanes.set", 8 * MIB, 4, None).unwrap();
     assert_eq!(pool.nlanes(), 4);
     for (i, b) in pool.region_mut().iter_mut().enumerate() {
@@ -187,7 +179,7 @@ fn bad_arguments_are_refused_without_breaking_the_pool() {
         "b.set",
         &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
     );
-    let cfg = config(&t);
+    let cfg = t.config();
     let pool = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 2, None).unwrap();
     let cases: Vec<(&str, rpmem::Result<()>)> = vec![
         ("past end", pool.persist(4 * MIB - 4, 8, 0, 0)),

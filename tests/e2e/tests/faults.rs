@@ -22,14 +22,6 @@ const MIB: usize = 1024 * 1024;
 /// Wide hang check for anything that should take a fraction of a second.
 const HANG: Duration = Duration::from_secs(30);
 
-fn config(t: &LocalTarget) -> Config {
-    Config {
-        ssh: bin("rpmem-ssh-local").display().to_string(),
-        cmd: t.rpmem_cmd(),
-        ..Config::default()
-    }
-}
-
 /// Writes a pool set without headers of one part of `size` in the target dir.
 fn nohdrs_set(t: &LocalTarget, name: &str, size: &str) -> PathBuf {
     let part = t.dir().join(format!("{name}.part"));
@@ -307,7 +299,7 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
     const BLOCK: usize = 4096;
     let t = LocalTarget::new();
     let part = nohdrs_set(&t, "death.set", "16M");
-    let cfg = config(&t);
+    let cfg = t.config();
     assert_eq!(cfg.io_timeout, Duration::from_millis(5000), "the default");
     let mut pool = Pool::create(&cfg, "localhost", "death.set", 16 * MIB, LANES, None)
         .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
@@ -440,7 +432,7 @@ fn initiator_death_releases_the_pool_with_acknowledged_bytes_intact() {
     assert!(!log.contains(" err: "), "rpmemd logged errors:\n{log}");
     // The pool is released and holds every acknowledged block.
     assert_acked_blocks(&read_part(&part), w.acked, BLOCK);
-    let cfg = config(&t);
+    let cfg = t.config();
     let (pool, _) = Pool::open(&cfg, "localhost", "init.set", SIZE, 2)
         .unwrap_or_else(|e| panic!("reopen after initiator death: {e}; log: {}", t.log()));
     let mut back = vec![0u8; SIZE];
@@ -529,7 +521,7 @@ fn strangers_and_replayed_secrets_are_dropped_and_the_pool_is_unchanged() {
     let part_a = nohdrs_set(&t, "a.set", "4M");
     let part_b = nohdrs_set(&t, "b.set", "4M");
     let capture = t.dir().join("control-a.bin");
-    let cfg = config(&t);
+    let cfg = t.config();
 
     // Session 1 on a.set, overheard: its secret is now known.
     let spy = Config {
@@ -699,7 +691,7 @@ fn stalled_target_fails_within_rpmem_timeout_ms_and_close_returns() {
     signal(daemon.pid, "CONT");
     wait_gone(daemon.pid, HANG);
     assert_acked_blocks(&read_part(&part), w.acked, 4096);
-    let (pool, _) = Pool::open(&config(&t), "localhost", "stall.set", SIZE, 1)
+    let (pool, _) = Pool::open(&t.config(), "localhost", "stall.set", SIZE, 1)
         .unwrap_or_else(|e| panic!("reopen: {e}; log: {}", t.log()));
     pool.close().unwrap();
 }
@@ -883,7 +875,7 @@ fn full_target_filesystem_fails_create_with_enospc_and_leaves_no_files() {
             dir.join("p1").display()
         ),
     );
-    let cfg = config(&t);
+    let cfg = t.config();
     let e = Pool::create(&cfg, "localhost", "full.set", 8 * MIB, 1, None)
         .err()
         .expect("create on a full file system must fail");
@@ -950,7 +942,7 @@ fn rpmemd_cmd(t: &LocalTarget) -> Command {
 fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
     let t = LocalTarget::new();
     let part = nohdrs_set(&t, "g.set", "2M");
-    let cfg = config(&t);
+    let cfg = t.config();
     let mut p = Pool::create(&cfg, "localhost", "g.set", 2 * MIB, 1, None).unwrap();
     p.region_mut()[4096..4100].copy_from_slice(b"kept");
     p.persist(4096, 4, 0, 0).unwrap();
@@ -1054,7 +1046,7 @@ fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing()
     const LANES: u32 = 16;
     let t = LocalTarget::new();
     let part = nohdrs_set(&t, "d.set", "2M");
-    Pool::create(&config(&t), "localhost", "d.set", 2 * MIB, 1, None)
+    Pool::create(&t.config(), "localhost", "d.set", 2 * MIB, 1, None)
         .unwrap()
         .close()
         .unwrap();

@@ -9,19 +9,11 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use e2e::{bin, LocalTarget};
-use rpmem::{Config, Pool, RemoveFlags};
+use e2e::LocalTarget;
+use rpmem::{Pool, RemoveFlags};
 
 const MIB: usize = 1024 * 1024;
 const POOL: usize = 16 * MIB;
-
-fn config(t: &LocalTarget) -> Config {
-    Config {
-        ssh: bin("rpmem-ssh-local").display().to_string(),
-        cmd: t.rpmem_cmd(),
-        ..Config::default()
-    }
-}
 
 fn have_pmempool() -> bool {
     let ok = Command::new("pmempool")
@@ -77,7 +69,7 @@ fn pmempool_obj_pool_opens_through_our_daemon_with_its_attributes() {
     one_part_set(&t, "pmdk.set", &part);
     let before = fs::read(&part).unwrap();
 
-    let cfg = config(&t);
+    let cfg = t.config();
     let (pool, attr) = Pool::open(&cfg, "localhost", "pmdk.set", POOL, 2)
         .unwrap_or_else(|e| panic!("open: {e}; log: {}", t.log()));
     assert!(pool.has_header());
@@ -122,7 +114,7 @@ fn parts_our_daemon_writes_pass_pmempool_info_and_check() {
     let model = t.dir().join("model.part");
     pmempool_create(&model, "copied");
     one_part_set(&t, "model.set", &model);
-    let cfg = config(&t);
+    let cfg = t.config();
     let (src, attr) = Pool::open(&cfg, "localhost", "model.set", POOL, 1)
         .unwrap_or_else(|e| panic!("open model: {e}; log: {}", t.log()));
     let mut body = vec![0u8; POOL - 4096];
@@ -194,7 +186,7 @@ fn multi_part_pools_move_both_ways_and_pass_pmempool_check() {
     assert!(o.status.success(), "pmempool create: {}", text(&o));
     // Our daemon opens it (every part header verified, links followed).
     let size = 16 * MIB - 4096;
-    let cfg = config(&t);
+    let cfg = t.config();
     let (src, attr) = Pool::open(&cfg, "localhost", "pmdk2.set", size, 1)
         .unwrap_or_else(|e| panic!("open: {e}; log: {}", t.log()));
     assert_eq!(&attr.signature, b"PMEMOBJ\0");

@@ -12,14 +12,6 @@ use rpmem::{Config, Pool, PoolAttr};
 
 const MIB: usize = 1024 * 1024;
 
-fn config(t: &LocalTarget) -> Config {
-    Config {
-        ssh: bin("rpmem-ssh-local").display().to_string(),
-        cmd: t.rpmem_cmd(),
-        ..Config::default()
-    }
-}
-
 /// A config whose remote command is `rpmemd ARGS` (no default options).
 fn config_with(args: &str) -> Config {
     Config {
@@ -95,13 +87,13 @@ fn forced_pmem_path_persists_to_the_part_files_and_logs_the_instruction() {
     let size = 4 * MIB - 4096;
 
     // Without the switch ordinary files use msync (MAP_SYNC fails here).
-    let cfg = config(&t);
+    let cfg = t.config();
     let pool = Pool::create(&cfg, "localhost", "pm.set", size, 2, Some(&attr()))
         .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
     pool.close().unwrap();
     assert!(t.log().contains("persist: msync"), "{}", t.log());
 
-    let mut cfg = config(&t);
+    let mut cfg = t.config();
     cfg.cmd = format!("RPMEMD_FORCE_PMEM=1 {}", t.rpmem_cmd());
     let (mut pool, got) = Pool::open(&cfg, "localhost", "pm.set", size, 2)
         .unwrap_or_else(|e| panic!("open: {e}; log: {}", t.log()));
@@ -220,7 +212,7 @@ fn bad_config_line_fails_the_session_naming_file_and_line() {
 /// Fills the whole usable pool (above the header) with a pattern, persists
 /// it in chunks that straddle every part boundary, reopens and reads it back.
 fn round_trip(t: &LocalTarget, name: &str, size: usize, parts: &[PathBuf]) -> Vec<u8> {
-    let cfg = config(t);
+    let cfg = t.config();
     let mut pool = Pool::create(&cfg, "localhost", name, size, 4, Some(&attr()))
         .unwrap_or_else(|e| panic!("create {name}: {e}; log: {}", t.log()));
     let data = pattern(size as u32, size - 4096);
@@ -298,7 +290,7 @@ fn damaged_header_is_refused_end_to_end_and_left_alone() {
     let t = LocalTarget::new();
     let parts = poolset(&t, "dmg.set", "", &[2, 2]);
     let size = 4 * MIB - 4096;
-    let cfg = config(&t);
+    let cfg = t.config();
     Pool::create(&cfg, "localhost", "dmg.set", size, 1, Some(&attr()))
         .unwrap()
         .close()
@@ -339,7 +331,7 @@ fn names_outside_the_poolset_dir_are_refused_and_logged() {
         "../{}/out.set",
         outside.path().file_name().unwrap().to_string_lossy()
     );
-    let cfg = config(&t);
+    let cfg = t.config();
     for name in [rel.as_str(), set.to_str().unwrap(), "link.set"] {
         let e = Pool::create(&cfg, "localhost", name, 2 * MIB, 1, None)
             .err()
@@ -357,7 +349,7 @@ fn names_outside_the_poolset_dir_are_refused_and_logged() {
 #[test]
 fn bad_pool_set_lines_reach_the_client_with_file_and_line() {
     let t = LocalTarget::new();
-    let cfg = config(&t);
+    let cfg = t.config();
     for (name, text, line) in [
         ("size.set", "PMEMPOOLSET\n# parts\n4Q /tmp/x\n", 3),
         ("rel.set", "PMEMPOOLSET\n4M rel/part\n", 2),
