@@ -10,8 +10,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -705,6 +705,7 @@ static NETNS_SEQ: AtomicUsize = AtomicUsize::new(0);
 struct Netns {
     name: String,
     host_if: String,
+    ns_ip: String,
     ssh: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -748,6 +749,7 @@ impl Netns {
         let mut n = Netns {
             name: name.clone(),
             host_if: host_if.clone(),
+            ns_ip: ns_ip.clone(),
             ssh: PathBuf::new(),
             _dir: tempfile::tempdir().expect("tempdir"),
         };
@@ -828,6 +830,403 @@ fn link_down_mid_stream_fails_within_rpmem_timeout_ms() {
     let log = log_of(&t, daemon.pid);
     assert!(log.contains("closed"), "{log}");
     assert_acked_blocks(&read_part(&part), w.acked, 64 * 1024);
+}
+
+/// What the in-namespace proxy does to the bytes it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Forward as they come.
+    Pass,
+    /// Sleep this many milliseconds before forwarding each chunk.
+    Delay(u64),
+    /// Forward nothing more; both sockets stay open.
+    Stall,
+    /// Shut both sockets down.
+    Cut,
+}
+
+/// State shared by the proxy's threads and the test.
+struct ProxyShared {
+    fault: Mutex<Fault>,
+    stop: AtomicBool,
+    /// Both sockets of every connection accepted so far.
+    conns: Mutex<Vec<(TcpStream, TcpStream)>>,
+}
+
+impl ProxyShared {
+    fn fault(&self) -> Fault {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A userspace TCP proxy running inside a `Netns`: an iptables REDIRECT in
+/// that namespace (and only there) sends every TCP connection arriving for the
+/// namespace's address to it; it connects on to the original destination
+/// from inside the namespace (local traffic skips PREROUTING) and forwards
+/// both ways according to the current `Fault`. The daemon's data connections
+/// cross it; its control channel (ssh stand-in pipes) does not.
+struct Proxy {
+    shared: Arc<ProxyShared>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Read timeout of the proxy's sockets: how often its threads look at the
+/// stop flag and the fault mode when nothing arrives.
+const PROXY_TICK: Duration = Duration::from_millis(10);
+
+impl Proxy {
+    /// Starts the proxy in `ns` and redirects the namespace's incoming TCP
+    /// to it. None (with the reason printed) if iptables cannot do that here.
+    fn start(ns: &Netns) -> Option<Proxy> {
+        let have_iptables = Command::new("iptables")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !have_iptables {
+            eprintln!("skipping: needs iptables (a REDIRECT inside the test's netns)");
+            return None;
+        }
+        let shared = Arc::new(ProxyShared {
+            fault: Mutex::new(Fault::Pass),
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = mpsc::channel();
+        let netns = PathBuf::from(format!("/run/netns/{}", ns.name));
+        let sh = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name("fault-proxy".into())
+            .spawn(move || {
+                // setns affects this thread only; sockets it makes stay in D.
+                let listener = fs::File::open(&netns)
+                    .map_err(|e| format!("open {}: {e}", netns.display()))
+                    .and_then(|f| {
+                        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+                            .map_err(|e| format!("setns {}: {e}", netns.display()))
+                    })
+                    .and_then(|()| {
+                        std::net::TcpListener::bind(("0.0.0.0", 0))
+                            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                            .map_err(|e| format!("listen in the netns: {e}"))
+                    });
+                match listener {
+                    Ok(l) => {
+                        let _ =
+                            tx.send(l.local_addr().map(|a| a.port()).map_err(|e| e.to_string()));
+                        proxy_accept_loop(l, &sh);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+            .expect("spawn the proxy thread");
+        let mut proxy = Proxy {
+            shared,
+            thread: Some(thread),
+        };
+        let port = rx
+            .recv_timeout(HANG)
+            .expect("the proxy thread did not start")
+            .unwrap_or_else(|e| panic!("proxy: {e}"));
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "iptables", "-w", "10", "-t", "nat",
+            ])
+            .arg("-A")
+            .args(["PREROUTING", "-p", "tcp", "-d", &ns.ns_ip, "-j", "REDIRECT"])
+            .args(["--to-ports", &port.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run iptables");
+        if !out.status.success() {
+            eprintln!(
+                "skipping: iptables cannot redirect inside a netns here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            proxy.stop();
+            return None;
+        }
+        Some(proxy)
+    }
+
+    fn set(&self, fault: Fault) {
+        *self.shared.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+        if fault == Fault::Cut {
+            for (a, b) in self.shared.conns.lock().unwrap().iter() {
+                let _ = a.shutdown(Shutdown::Both);
+                let _ = b.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// How many connections went through the proxy.
+    fn connections(&self) -> usize {
+        self.shared.conns.lock().unwrap().len()
+    }
+
+    /// Stops and joins every thread of the proxy (bounded: they all wake
+    /// every `PROXY_TICK`) and closes its sockets.
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.shared
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn proxy_accept_loop(listener: std::net::TcpListener, sh: &Arc<ProxyShared>) {
+    let mut pumps = Vec::new();
+    while !sh.stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            Err(e) => {
+                eprintln!("proxy: accept: {e}");
+                thread::sleep(PROXY_TICK);
+                continue;
+            }
+        };
+        let dst =
+            match nix::sys::socket::getsockopt(&client, nix::sys::socket::sockopt::OriginalDst) {
+                Ok(d) => std::net::SocketAddr::from((
+                    std::net::Ipv4Addr::from(u32::from_be(d.sin_addr.s_addr)),
+                    u16::from_be(d.sin_port),
+                )),
+                Err(e) => {
+                    eprintln!("proxy: SO_ORIGINAL_DST: {e}");
+                    continue;
+                }
+            };
+        let server = match TcpStream::connect_timeout(&dst, Duration::from_secs(5)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("proxy: connect {dst}: {e}");
+                continue;
+            }
+        };
+        let setup = |s: &TcpStream| -> std::io::Result<(TcpStream, TcpStream)> {
+            s.set_nonblocking(false)?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(PROXY_TICK))?;
+            s.set_write_timeout(Some(Duration::from_secs(5)))?;
+            Ok((s.try_clone()?, s.try_clone()?))
+        };
+        let (Ok((c_read, c_write)), Ok((s_read, s_write))) = (setup(&client), setup(&server))
+        else {
+            eprintln!("proxy: socket setup failed");
+            continue;
+        };
+        sh.conns.lock().unwrap().push((client, server));
+        if sh.fault() == Fault::Cut {
+            let _ = c_read.shutdown(Shutdown::Both);
+            let _ = s_read.shutdown(Shutdown::Both);
+            continue;
+        }
+        for (from, to) in [(c_read, s_write), (s_read, c_write)] {
+            let sh = Arc::clone(sh);
+            pumps.push(thread::spawn(move || pump(from, to, &sh)));
+        }
+    }
+    for p in pumps {
+        let _ = p.join();
+    }
+}
+
+/// Forwards `from` to `to` under the shared fault mode until either side
+/// ends, the mode is Cut, or the proxy stops.
+fn pump(mut from: TcpStream, mut to: TcpStream, sh: &ProxyShared) {
+    let cut = |from: &TcpStream, to: &TcpStream| {
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    while !sh.stop.load(Ordering::SeqCst) {
+        match sh.fault() {
+            Fault::Cut => return cut(&from, &to),
+            Fault::Stall => {
+                thread::sleep(PROXY_TICK);
+                continue;
+            }
+            Fault::Pass | Fault::Delay(_) => {}
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return cut(&from, &to),
+        };
+        // A chunk read before a fault was set is subject to it too.
+        loop {
+            if sh.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match sh.fault() {
+                Fault::Pass => break,
+                Fault::Delay(ms) => {
+                    thread::sleep(Duration::from_millis(ms));
+                    break;
+                }
+                Fault::Stall => thread::sleep(PROXY_TICK),
+                Fault::Cut => return cut(&from, &to),
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return cut(&from, &to);
+        }
+    }
+}
+
+/// A writer whose data connection crosses a fault proxy: the daemon runs in
+/// a fresh netns, RPMEM_TIMEOUT_MS is 1500. None when the host cannot.
+fn proxied_writer(set: &str) -> Option<(Netns, Proxy, LocalTarget, PathBuf, Served, Writer)> {
+    const SIZE: usize = 4 * MIB;
+    let ns = Netns::create()?;
+    let proxy = Proxy::start(&ns)?;
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, set, "4M");
+    let env = vec![
+        ("RPMEM_SSH".to_string(), ns.ssh.display().to_string()),
+        ("RPMEM_CMD".to_string(), t.rpmem_cmd()),
+        ("RPMEM_TIMEOUT_MS".to_string(), "1500".to_string()),
+    ];
+    let mut w = Writer::spawn(&env, set, SIZE, 4096);
+    w.wait_acks(1, HANG);
+    let daemon = served(&t, set);
+    assert_eq!(daemon.addr, ns.ns_ip, "{daemon:?}");
+    assert!(
+        proxy.connections() >= 1,
+        "the data connection did not cross the proxy"
+    );
+    Some((ns, proxy, t, part, daemon, w))
+}
+
+#[test]
+fn delayed_stream_slows_persists_without_hitting_rpmem_timeout_ms() {
+    let Some((_ns, proxy, t, part, daemon, mut w)) = proxied_writer("delay.set") else {
+        return;
+    };
+    w.wait_acks(50, HANG);
+    let t0 = Instant::now();
+    w.wait_acks(w.acked + 50, HANG);
+    let pass = t0.elapsed() / 50;
+    proxy.set(Fault::Delay(20));
+    // Count the acks of persists done before the delay (the writer runs
+    // ahead of this thread), then time the next ones: all but the one in
+    // flight now start later and wait for at least one delayed chunk.
+    thread::sleep(Duration::from_millis(300));
+    while let Ok(l) = w.lines.try_recv() {
+        assert!(l.starts_with("ack "), "writer said {l:?}");
+        w.acked += 1;
+    }
+    const N: usize = 25;
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    for _ in 0..N {
+        let t1 = Instant::now();
+        w.wait_acks(w.acked + 1, HANG);
+        worst = worst.max(t1.elapsed());
+    }
+    let total = t0.elapsed();
+    let delayed = total / N as u32;
+    proxy.set(Fault::Pass);
+    w.wait_acks(w.acked + 50, HANG);
+    eprintln!(
+        "delayed stream (20 ms per forwarded chunk): persist {delayed:?} on average, \
+         worst {worst:?} (passing through: {pass:?}; RPMEM_TIMEOUT_MS=1500)"
+    );
+    // Every persist waits for at least one delayed answer; none failed (a
+    // failure line would have stopped wait_acks).
+    assert!(
+        total >= Duration::from_millis(20) * (N as u32 - 1),
+        "persists were not delayed: {N} took {total:?}"
+    );
+    assert!(worst < Duration::from_millis(1500), "worst {worst:?}");
+    let _ = w.child.kill();
+    let _ = w.child.wait();
+    w.drain_acks();
+    assert!(w.seen.is_empty(), "writer said {:?}", w.seen);
+    wait_gone(daemon.pid, HANG);
+    assert_acked_blocks(&read_part(&part), w.acked, 4096);
+    let log = log_of(&t, daemon.pid);
+    assert!(!log.contains(" err: "), "rpmemd logged errors:\n{log}");
+}
+
+#[test]
+fn stalled_stream_fails_within_rpmem_timeout_ms_and_close_returns() {
+    let Some((_ns, proxy, t, part, daemon, mut w)) = proxied_writer("pstall.set") else {
+        return;
+    };
+    let (took, close_took, msg) = persist_through_fault(&mut w, HANG, || proxy.set(Fault::Stall));
+    eprintln!(
+        "stalled stream (proxy): persist failed after {took:?} (RPMEM_TIMEOUT_MS=1500): {msg}; \
+         close took {close_took:?}"
+    );
+    assert!(msg.contains("did not answer in time"), "{msg}");
+    assert!(
+        took >= Duration::from_millis(1000),
+        "failed before the time limit: {took:?}"
+    );
+    assert!(took < Duration::from_millis(1500) + Duration::from_secs(10));
+    assert!(
+        close_took < Duration::from_secs(10),
+        "close took {close_took:?}"
+    );
+    w.drain_acks();
+    // The control channel does not cross the proxy: the daemon closes.
+    wait_gone(daemon.pid, HANG);
+    let log = log_of(&t, daemon.pid);
+    assert!(log.contains("closed"), "{log}");
+    assert_acked_blocks(&read_part(&part), w.acked, 4096);
+}
+
+#[test]
+fn cut_stream_fails_at_once_and_close_returns() {
+    let Some((_ns, proxy, t, part, daemon, mut w)) = proxied_writer("cut.set") else {
+        return;
+    };
+    let (took, close_took, msg) = persist_through_fault(&mut w, HANG, || proxy.set(Fault::Cut));
+    eprintln!(
+        "cut stream (proxy): persist failed after {took:?}: {msg}; close took {close_took:?}"
+    );
+    // Noticed from the end of the stream, not from the timer.
+    assert!(!msg.contains("did not answer in time"), "{msg}");
+    assert!(took < Duration::from_millis(1500) + Duration::from_secs(10));
+    assert!(
+        close_took < Duration::from_secs(10),
+        "close took {close_took:?}"
+    );
+    w.drain_acks();
+    wait_gone(daemon.pid, HANG);
+    let log = log_of(&t, daemon.pid);
+    assert!(log.contains("closed"), "{log}");
+    assert_acked_blocks(&read_part(&part), w.acked, 4096);
 }
 
 // ---------------------------------------------------------------------------
