@@ -19,6 +19,10 @@ use rpmem_proto::{Status, PROTO_VERSION};
 use rpmem_storage::{Pool, Range, HDR_SIZE};
 use std::os::fd::AsRawFd;
 
+/// Connections allowed to be waiting for their Hello beyond the session's
+/// lane count: a client connects all its lanes at once, a stranger's silent
+/// connections must not pile up a thread each.
+pub const SPARE_UNAUTHENTICATED: u32 = 16;
 /// How long a new connection has to present its Hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Size of a lane's staging buffer for the 8-byte-atomic write path.
@@ -132,6 +136,8 @@ pub struct Shared {
     connected: Vec<AtomicBool>,
     stop: AtomicBool,
     conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
+    /// Connections accepted that have not finished their Hello yet.
+    unauthenticated: AtomicUsize,
 }
 
 /// The running data side of a session.
@@ -161,6 +167,7 @@ impl DataServer {
             connected: (0..nlanes).map(|_| AtomicBool::new(false)).collect(),
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
+            unauthenticated: AtomicUsize::new(0),
         });
         let s2 = Arc::clone(&shared);
         let accept = thread::Builder::new()
@@ -216,10 +223,21 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|_| "?".into());
+        let limit = (shared.nlanes + SPARE_UNAUTHENTICATED) as usize;
+        if shared.unauthenticated.load(Ordering::SeqCst) >= limit {
+            warn!(
+                "data connection from {peer} dropped: {limit} connections are already \
+                 waiting to authenticate"
+            );
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        }
+        shared.unauthenticated.fetch_add(1, Ordering::SeqCst);
         let clone = match stream.try_clone() {
             Ok(c) => c,
             Err(e) => {
                 warn!("data connection from {peer}: {e}");
+                shared.unauthenticated.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
         };
@@ -235,8 +253,20 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 conns.retain(|(_, h)| !h.is_finished());
                 conns.push((clone, h));
             }
-            Err(e) => error!("cannot start a lane thread: {e}"),
+            Err(e) => {
+                error!("cannot start a lane thread: {e}");
+                shared.unauthenticated.fetch_sub(1, Ordering::SeqCst);
+            }
         }
+    }
+}
+
+/// Counts a connection as unauthenticated until its Hello has been read.
+struct Unauthenticated<'a>(&'a AtomicUsize);
+
+impl Drop for Unauthenticated<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -248,6 +278,7 @@ fn refuse(mut stream: TcpStream, peer: &str, status: Status, why: &str) {
 }
 
 fn connection(mut stream: TcpStream, peer: &str, shared: &Shared) {
+    let waiting = Unauthenticated(&shared.unauthenticated);
     let _ = stream.set_nodelay(true);
     if let Err(e) = stream.set_read_timeout(Some(HELLO_TIMEOUT)) {
         return refuse(stream, peer, Status::Fatal, &e.to_string());
@@ -260,6 +291,7 @@ fn connection(mut stream: TcpStream, peer: &str, shared: &Shared) {
         let _ = stream.shutdown(Shutdown::Both);
         return;
     }
+    drop(waiting);
     let hello = match Hello::decode(&raw) {
         Ok(h) => h,
         Err(e) => return refuse(stream, peer, Status::Unauthenticated, &e.to_string()),

@@ -340,3 +340,44 @@ fn initiator_death_makes_pending_flushes_durable_and_exits_zero() {
     assert!(st.success(), "{err}");
     assert_eq!(file_bytes(&parts[0], 64, 7), b"pending");
 }
+
+#[test]
+fn silent_connections_cannot_pile_up() {
+    let env = Env::new();
+    let parts = env.set("q.set", "NOHDRS", &[2 * M]);
+    let log = env.home().join("q.log");
+    let log_arg = format!("--log-file={}", log.display());
+    let mut d = env.spawn(&["--log-level=warn", &log_arg]);
+    let s = opened(d.create("q.set", 2 * M, 1, None));
+    let before = fs::read(&parts[0]).unwrap();
+    // One lane: 1 + 16 spare connections may wait for their hello.
+    let silent: Vec<std::net::TcpStream> = (0..17)
+        .map(|_| std::net::TcpStream::connect((s.addr.as_str(), s.port)).unwrap())
+        .collect();
+    // The next one is dropped at once, long before the 5 s hello timeout.
+    let mut extra = std::net::TcpStream::connect((s.addr.as_str(), s.port)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut b = [0u8; 1];
+    assert!(matches!(extra.read(&mut b), Ok(0) | Err(_)));
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // Once the silent ones go away their places free up for the real lane.
+    drop(silent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lane = loop {
+        let (t, ack) = connect_raw(&s, 0, s.secret);
+        if ack.map(|a| a.status) == Some(Status::Ok) {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "lane never accepted");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(read_remote(&mut lane, 0, 8).unwrap(), vec![0u8; 8]);
+    assert_eq!(fs::read(&parts[0]).unwrap(), before);
+    assert_eq!(d.call(&Request::Close), rpmem_proto::control::Response::Ok);
+    assert!(d.finish().0.success());
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("waiting to authenticate"), "{text}");
+}
