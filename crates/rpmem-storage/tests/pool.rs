@@ -1,50 +1,17 @@
 //! Pools on real files in temporary directories.
+//!
+//! Nothing here starts a process: a child forked by one test holds copies of
+//! every descriptor until it execs, which keeps another test's flock alive
+//! for that instant. Tests that run external tools live in `tools.rs`.
+
+mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::{attr, load, write_set, M};
 use rpmem_proto::PoolAttr;
-use rpmem_storage::header::{checksum, PoolHeader, FEAT_CKSUM_2K, HEADER_LEN};
-use rpmem_storage::{remove, resolve_name, ErrorKind, Pool, PoolSet, Range};
-
-const M: u64 = 1 << 20;
-
-fn attr() -> PoolAttr {
-    PoolAttr {
-        signature: *b"RPMEMTST",
-        major: 3,
-        compat_features: 1,
-        incompat_features: 0,
-        ro_compat_features: 0,
-        poolset_uuid: [0x11; 16],
-        uuid: [0x22; 16],
-        next_uuid: [0x33; 16],
-        prev_uuid: [0x44; 16],
-        user_flags: [0x55; 16],
-    }
-}
-
-/// Writes a pool set `name` in `dir` with the given option line and part sizes.
-fn write_set(dir: &Path, name: &str, option: &str, sizes: &[u64]) -> (PathBuf, Vec<PathBuf>) {
-    let mut text = String::from("PMEMPOOLSET\n");
-    if !option.is_empty() {
-        text.push_str(&format!("OPTION {option}\n"));
-    }
-    let mut parts = Vec::new();
-    for (i, s) in sizes.iter().enumerate() {
-        let p = dir.join(format!("{name}.part{i}"));
-        text.push_str(&format!("{s} {}\n", p.display()));
-        parts.push(p);
-    }
-    let set = dir.join(name);
-    fs::write(&set, text).unwrap();
-    (set, parts)
-}
-
-fn load(p: &Path) -> PoolSet {
-    PoolSet::load(p).unwrap()
-}
+use rpmem_storage::header::{PoolHeader, HEADER_LEN};
+use rpmem_storage::{remove, resolve_name, ErrorKind, Pool, Range};
 
 #[test]
 fn create_then_open_returns_the_attributes() {
@@ -418,81 +385,4 @@ fn concurrent_lanes_write_disjoint_ranges() {
     let mut b = vec![0u8; 1000];
     pool.read(3 * 100 * 4000 + 3, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 4));
-}
-
-#[test]
-fn pmempool_pools_verify_with_our_checksum() {
-    if Command::new("pmempool").arg("--version").output().is_err() {
-        eprintln!("skipped: pmempool is not installed");
-        return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let pool = d.path().join("obj.pool");
-    let out = Command::new("pmempool")
-        .args(["create", "--layout=x", "obj"])
-        .arg(&pool)
-        .args(["-s", "16M"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let b = fs::read(&pool).unwrap();
-    let raw: &[u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
-    let h = PoolHeader::from_bytes(raw).unwrap();
-    assert_eq!(&h.signature, b"PMEMOBJ\0");
-    assert_ne!(h.incompat & FEAT_CKSUM_2K, 0, "pmempool 1.12 sets CKSUM_2K");
-    assert_eq!(
-        u64::from_le_bytes(raw[4088..].try_into().unwrap()),
-        checksum(raw, true)
-    );
-    // Our host arch flags are what PMDK wrote.
-    assert_eq!(h.arch_flags, rpmem_storage::header::host_arch_flags());
-    // And a header we write for the same fields reproduces PMDK's bytes.
-    assert_eq!(&h.to_bytes()[..], &raw[..]);
-    // A pool set naming the pmempool file opens, headers verified.
-    let set = d.path().join("obj.set");
-    fs::write(&set, format!("PMEMPOOLSET\n16M {}\n", pool.display())).unwrap();
-    let p = Pool::open(&load(&set)).unwrap();
-    let a = p.attr().unwrap();
-    assert_eq!(&a.signature, b"PMEMOBJ\0");
-    assert_eq!(a.uuid, h.uuid);
-    assert_eq!(p.size(), 16 * M);
-}
-
-/// A small tmpfs mounted on a temporary directory, unmounted on drop.
-struct SmallFs(tempfile::TempDir);
-
-impl SmallFs {
-    fn mount(size: &str) -> Option<SmallFs> {
-        let d = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(d.path())
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        ok.then_some(SmallFs(d))
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
-#[test]
-fn no_space_surfaces_as_enospc_and_cleans_up() {
-    let Some(fs_) = SmallFs::mount("3M") else {
-        eprintln!("skipped: cannot mount a small tmpfs (needs root)");
-        return;
-    };
-    let (set, parts) = write_set(fs_.0.path(), "q.set", "NOHDRS", &[2 * M, 2 * M]);
-    let e = Pool::create(&load(&set), None).err().unwrap();
-    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
-    assert_eq!(e.errno(), libc::ENOSPC);
-    assert!(!parts[0].exists() && !parts[1].exists());
 }

@@ -1,0 +1,46 @@
+//! Helpers shared by the storage integration tests.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rpmem_proto::PoolAttr;
+use rpmem_storage::PoolSet;
+
+pub const M: u64 = 1 << 20;
+
+pub fn attr() -> PoolAttr {
+    PoolAttr {
+        signature: *b"RPMEMTST",
+        major: 3,
+        compat_features: 1,
+        incompat_features: 0,
+        ro_compat_features: 0,
+        poolset_uuid: [0x11; 16],
+        uuid: [0x22; 16],
+        next_uuid: [0x33; 16],
+        prev_uuid: [0x44; 16],
+        user_flags: [0x55; 16],
+    }
+}
+
+/// Writes a pool set `name` in `dir` with the given option line and part sizes.
+pub fn write_set(dir: &Path, name: &str, option: &str, sizes: &[u64]) -> (PathBuf, Vec<PathBuf>) {
+    let mut text = String::from("PMEMPOOLSET\n");
+    if !option.is_empty() {
+        text.push_str(&format!("OPTION {option}\n"));
+    }
+    let mut parts = Vec::new();
+    for (i, s) in sizes.iter().enumerate() {
+        let p = dir.join(format!("{name}.part{i}"));
+        text.push_str(&format!("{s} {}\n", p.display()));
+        parts.push(p);
+    }
+    let set = dir.join(name);
+    fs::write(&set, text).unwrap();
+    (set, parts)
+}
+
+pub fn load(p: &Path) -> PoolSet {
+    PoolSet::load(p).unwrap()
+}
