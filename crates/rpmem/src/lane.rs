@@ -207,6 +207,9 @@ impl Lane {
                 src,
                 len,
                 slot.window(self.spin),
+                // A flush needs no answer: let it share segments with the
+                // next request; the drain or persist that follows pushes.
+                op == Op::Flush,
             )
         };
         drop(slot);

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 /// `sendmsg`, looping over partial sends. Never raises SIGPIPE. While the
 /// socket buffer is full it busy-polls for up to `spin` since the last
 /// progress before blocking, so a streaming lane is not put to sleep and
-/// woken for every buffer's worth.
+/// woken for every buffer's worth. `more` (`MSG_MORE`) lets the kernel hold
+/// the bytes back to coalesce them with what follows (a later send without
+/// it pushes everything queued).
 ///
 /// # Safety
 /// `ptr..ptr+len` must be readable for the duration of the call.
@@ -19,6 +21,7 @@ pub(crate) unsafe fn send_from_raw(
     ptr: *const u8,
     len: usize,
     spin: Duration,
+    more: bool,
 ) -> io::Result<()> {
     let mut head_done = 0usize;
     let mut body_done = 0usize;
@@ -46,7 +49,9 @@ pub(crate) unsafe fn send_from_raw(
         msg.msg_iov = iov_ptr;
         msg.msg_iovlen = iov_cnt;
         let spinning = last_progress.elapsed() < spin;
-        let flags = libc::MSG_NOSIGNAL | if spinning { libc::MSG_DONTWAIT } else { 0 };
+        let flags = libc::MSG_NOSIGNAL
+            | if spinning { libc::MSG_DONTWAIT } else { 0 }
+            | if more { libc::MSG_MORE } else { 0 };
         // SAFETY: the iovecs point into `head` (borrowed for this call) and the
         // caller's range, which the caller guarantees readable.
         let n = unsafe { libc::sendmsg(fd, &msg, flags) };
