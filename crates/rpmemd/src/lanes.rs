@@ -25,8 +25,10 @@ use std::os::fd::AsRawFd;
 pub const SPARE_UNAUTHENTICATED: u32 = 16;
 /// How long a new connection has to present its Hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Size of a lane's staging buffer for the 8-byte-atomic write path.
-pub const STAGE_LEN: usize = 1 << 20;
+/// Size of a lane's staging buffer for the 8-byte-atomic write path: small
+/// enough to stay in cache between the receive and the copy into the pool
+/// (1 MiB measured ~0.6 of the raw stream for 1 MiB persists, 64 KiB ~0.9).
+pub const STAGE_LEN: usize = 64 << 10;
 /// Pending (flushed, not yet drained) ranges a lane keeps before it makes
 /// them durable on its own, bounding its memory.
 pub const MAX_PENDING: usize = 4096;
