@@ -1,7 +1,8 @@
 # rpmem — build, install, demo and test.
 #
 #   make build                 release build of the whole workspace
-#   make install PREFIX=DIR    install binaries, library, header, pkg-config file
+#   make install PREFIX=DIR    install binaries, library, header, pkg-config file,
+#                              manual pages and shell completions
 #                              (default PREFIX=/usr/local; DESTDIR honoured)
 #   make demo                  install into target/demo-prefix and run `rpmem demo`
 #   make test                  install into target/test-prefix and run every test
@@ -31,6 +32,11 @@ BINDIR := $(DESTDIR)$(PREFIX)/bin
 LIBDIR := $(DESTDIR)$(PREFIX)/lib
 INCDIR := $(DESTDIR)$(PREFIX)/include
 PCDIR  := $(LIBDIR)/pkgconfig
+DATADIR := $(DESTDIR)$(PREFIX)/share
+MANDIR  := $(DATADIR)/man
+BASHCOMPDIR := $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR  := $(DATADIR)/zsh/site-functions
+FISHCOMPDIR := $(DATADIR)/fish/vendor_completions.d
 
 .PHONY: all build install demo test bench lint clean
 
@@ -49,6 +55,11 @@ install: build
 	install -m 0644 $(HEADER) $(INCDIR)/librpmem.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $(PC_IN) > $(PCDIR)/librpmem.pc.tmp
 	mv -f $(PCDIR)/librpmem.pc.tmp $(PCDIR)/librpmem.pc
+	install -d $(MANDIR)/man1 $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR)
+	$(RELEASE_DIR)/rpmem man-pages $(MANDIR)/man1
+	$(RELEASE_DIR)/rpmem completions bash > $(BASHCOMPDIR)/rpmem
+	$(RELEASE_DIR)/rpmem completions zsh > $(ZSHCOMPDIR)/_rpmem
+	$(RELEASE_DIR)/rpmem completions fish > $(FISHCOMPDIR)/rpmem.fish
 
 demo:
 	$(MAKE) --no-print-directory install PREFIX=$(DEMO_PREFIX) DESTDIR=

@@ -1,8 +1,10 @@
 //! `rpmem create`, `rpmem info`, `rpmem rm`.
 
 use std::io::Read;
+use std::time::Duration;
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use rpmem::{Config, Pool, PoolAttr, RemoveFlags};
 use serde::Serialize;
 
@@ -262,6 +264,27 @@ fn emit<T: Serialize>(json: bool, v: &T, text: impl FnOnce(&T)) -> Result<()> {
     Ok(())
 }
 
+/// A spinner with the elapsed time on standard error while `work` runs: the
+/// target allocates the whole pool before it answers, which takes a while for
+/// large pools, and reports no progress meanwhile. indicatif draws nothing
+/// when standard error is not a terminal; `quiet` (JSON output) hides it too.
+fn with_spinner<T>(quiet: bool, msg: String, work: impl FnOnce() -> T) -> T {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(msg);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let r = work();
+    bar.finish_and_clear();
+    r
+}
+
 /// `rpmem create`.
 pub fn create(a: CreateArgs) -> Result<()> {
     let cfg = Config::from_env();
@@ -270,7 +293,10 @@ pub fn create(a: CreateArgs) -> Result<()> {
     } else {
         Some(new_attr(&a.signature)?)
     };
-    let pool = Pool::create(&cfg, &a.target, &a.pool_set, a.size, a.lanes, attr.as_ref())?;
+    let msg = format!("creating {} on {}", a.pool_set, a.target);
+    let pool = with_spinner(a.json, msg, || {
+        Pool::create(&cfg, &a.target, &a.pool_set, a.size, a.lanes, attr.as_ref())
+    })?;
     let view = PoolView {
         target: a.target,
         pool_set: a.pool_set,

@@ -10,6 +10,7 @@ mod bench;
 mod commands;
 mod demo;
 mod error;
+mod generate;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -22,10 +23,21 @@ use error::CliError;
     name = "rpmem",
     version,
     about = "Create, inspect and remove remote persistent-memory pools",
-    after_help = "The target is reached by running $RPMEM_SSH (default ssh) which starts \
-                  $RPMEM_CMD (default rpmemd) on it; see README.md."
+    long_about = "Create, inspect and remove remote persistent-memory pools.\n\n\
+                  rpmem manages pools on a target node running rpmemd, reached the way \
+                  librpmem reaches it, and shows and measures the whole replication path \
+                  on one machine (demo, bench).",
+    after_help = "The target is reached by running $RPMEM_SSH (default ssh), which starts \
+                  $RPMEM_CMD (default rpmemd) on it.
+
+Examples:
+  rpmem demo
+  export RPMEM_CMD='rpmemd --poolset-dir=/srv/pools'
+  rpmem create node1 pool.set --size 1G --lanes 4
+  rpmem info node1 pool.set --json
+  rpmem rm node1 pool.set"
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -35,16 +47,47 @@ struct Cli {
 enum Command {
     /// Run a self-contained demonstration on this machine: create a pool,
     /// persist a pattern, read it back, verify, close and remove it.
+    #[command(after_help = "Examples:
+  rpmem demo
+  rpmem demo --size 256M --lanes 8")]
     Demo(demo::DemoArgs),
     /// Create the pool described by a pool set file on the target.
+    #[command(after_help = "Examples:
+  rpmem create node1 pool.set --lanes 4
+  rpmem create alice@node1:2222 pool.set --signature MYAPP
+  rpmem create node1 nohdrs.set --no-hdrs --size 1G --json")]
     Create(commands::CreateArgs),
     /// Open a pool and print its attributes, lanes and header state.
+    #[command(after_help = "Examples:
+  rpmem info node1 pool.set
+  rpmem info node1 pool.set --lanes 8 --json")]
     Info(commands::InfoArgs),
     /// Remove a pool's part files (and, with --pool-set, its pool set file).
+    #[command(after_help = "Examples:
+  rpmem rm node1 pool.set
+  rpmem rm node1 pool.set --force --pool-set")]
     Rm(commands::RmArgs),
     /// Measure persist latency and throughput against a raw TCP baseline
     /// taken between the same endpoints in the same run.
+    #[command(after_help = "Examples:
+  rpmem bench
+  rpmem bench --duration 5 --json
+  rpmem bench node1 bench.set")]
     Bench(bench::BenchArgs),
+    /// Print a shell completion script on standard output.
+    #[command(after_help = "Examples:
+  rpmem completions bash > ~/.local/share/bash-completion/completions/rpmem
+  rpmem completions zsh > ~/.zfunc/_rpmem
+  rpmem completions fish > ~/.config/fish/completions/rpmem.fish")]
+    Completions(generate::CompletionsArgs),
+    /// Write the manual pages rpmem(1) and rpmem-SUBCOMMAND(1) into a
+    /// directory (used by `make install`).
+    #[command(
+        hide = true,
+        after_help = "Examples:
+  rpmem man-pages /usr/local/share/man/man1"
+    )]
+    ManPages(generate::ManArgs),
 }
 
 fn run(cli: Cli) -> error::Result<()> {
@@ -54,6 +97,8 @@ fn run(cli: Cli) -> error::Result<()> {
         Command::Info(a) => commands::info(a),
         Command::Rm(a) => commands::rm(a),
         Command::Bench(a) => bench::run(a),
+        Command::Completions(a) => generate::completions(a),
+        Command::ManPages(a) => generate::man_pages(a),
     }
 }
 

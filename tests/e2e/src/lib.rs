@@ -332,6 +332,23 @@ fn in_path(prog: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
 }
 
+/// Whether the program `prog` (a test's tool, such as `man` or `zsh`) is on
+/// PATH. Without it the caller skips, saying so; under CI (`CI` set), where
+/// `.ci/run` installs every tool, a missing one fails the test instead.
+///
+/// # Panics
+/// Under CI, when `prog` is missing.
+pub fn have_tool(prog: &str) -> bool {
+    if in_path(prog) {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{prog} is not installed: .ci/run must install it");
+    }
+    eprintln!("skipping: needs {prog}");
+    false
+}
+
 /// An OpenSSH server on 127.0.0.1 with generated keys, run as a child and
 /// killed on drop. Only usable as root.
 pub struct Sshd {
