@@ -1,7 +1,7 @@
 //! `rpmem-ssh-local`: a stand-in for `ssh` that runs the command on this machine.
 //!
 //! Set `RPMEM_SSH=rpmem-ssh-local` to use rpmem without an ssh server. It
-//! accepts ssh's command line (`[-p PORT] -T -4 -oBatchMode=yes [USER@]HOST CMD`
+//! accepts ssh's command line (`[-p PORT] -T -4 -oBatchMode=yes -- [USER@]HOST CMD`
 //! and the other usual forms), ignores the host and every option, and runs CMD
 //! (the remaining arguments joined by spaces, as ssh does) with `sh -c` in the
 //! home directory, with `SSH_CONNECTION="127.0.0.1 0 127.0.0.1 22"`. Standard
@@ -72,8 +72,12 @@ fn parse(args: Vec<OsString>) -> Result<Invocation, Error> {
         if options_done || !arg.starts_with('-') || arg == "-" {
             if host.is_none() {
                 host = Some(arg.clone());
-                // ssh keeps parsing options after the destination.
-                options_done = false;
+                // ssh keeps parsing options after the destination, unless
+                // `--` ended them.
+                if options_done {
+                    i += 1;
+                    break;
+                }
                 i += 1;
                 continue;
             }
@@ -197,9 +201,18 @@ mod tests {
             ok(&["h", "-p", "22", "ls", "-l"]),
             ("h".into(), "ls -l".into())
         );
-        // As ssh: options are parsed again after the destination.
-        assert_eq!(ok(&["-T", "--", "h", "-x", "y"]), ("h".into(), "y".into()));
+        // As ssh: options are parsed again after the destination, unless
+        // `--` ended them before it.
+        assert_eq!(ok(&["-T", "h", "-x", "y"]), ("h".into(), "y".into()));
+        assert_eq!(
+            ok(&["-T", "--", "h", "-x", "y"]),
+            ("h".into(), "-x y".into())
+        );
         assert_eq!(ok(&["--", "-h", "c"]), ("-h".into(), "c".into()));
+        assert_eq!(
+            ok(&["-T", "-oBatchMode=yes", "--", "u@h", "rpmemd --x"]),
+            ("u@h".into(), "rpmemd --x".into())
+        );
         assert_eq!(ok(&["h", "--", "-p", "1"]), ("h".into(), "-p 1".into()));
     }
 

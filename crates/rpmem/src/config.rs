@@ -103,8 +103,45 @@ pub struct Target {
     pub ipv6: bool,
 }
 
+/// Whether `u` can be a login name. Anything else could be read by ssh as an
+/// option or expanded in its configuration (`%r`), so it never reaches ssh.
+fn valid_user(u: &str) -> bool {
+    let body = u.strip_suffix('$').unwrap_or(u);
+    !body.is_empty()
+        && !body.starts_with('-')
+        && !body.starts_with('@')
+        && body
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// Whether `h` can be a host name or an IPv4 address.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && !h.starts_with('-')
+        && h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Whether `h` is an IPv6 address, optionally with a `%zone` suffix.
+fn valid_ipv6(h: &str) -> bool {
+    let (addr, zone) = match h.split_once('%') {
+        Some((a, z)) => (a, Some(z)),
+        None => (h, None),
+    };
+    addr.parse::<std::net::Ipv6Addr>().is_ok()
+        && zone.is_none_or(|z| {
+            !z.is_empty()
+                && z
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
 impl Target {
-    /// Parses `[user@]host[:port]`.
+    /// Parses `[user@]host[:port]`. User and host names are limited to the
+    /// characters such names have, so neither can reach ssh as an option.
     pub fn parse(s: &str) -> Result<Target> {
         let bad = |why: &str| Error::InvalidArgument(format!("invalid target '{s}': {why}"));
         if s.is_empty() {
@@ -131,8 +168,24 @@ impl Target {
                 None => (rest, None, false),
             }
         };
-        if host.is_empty() || host.starts_with('-') {
-            return Err(bad("bad host name"));
+        if let Some(u) = &user {
+            if !valid_user(u) {
+                return Err(bad(&format!(
+                    "'{u}' is not a user name (letters, digits, '.', '_', '-', '@', a final '$'; \
+                     not starting with '-')"
+                )));
+            }
+        }
+        let host_ok = if ipv6 {
+            valid_ipv6(host)
+        } else {
+            valid_host(host)
+        };
+        if !host_ok {
+            return Err(bad(&format!(
+                "'{host}' is not a host name or address (letters, digits, '.', '_', '-'; \
+                 not starting with '-')"
+            )));
         }
         let port = match port {
             None => None,
@@ -177,6 +230,15 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port, t.ipv6), ("::1", Some(22), true));
         let t = Target::parse("bob@[fe80::1]").unwrap();
         assert_eq!(t.destination(), "bob@fe80::1");
+        for ok in [
+            "ad.user@corp.example@host",
+            "machine$@10.0.0.1",
+            "user_1-x@node-1.example.com:22",
+            "u@[fe80::1%eth0]:22",
+            "žofie@h",
+        ] {
+            assert!(Target::parse(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]
@@ -191,6 +253,18 @@ mod tests {
             "[::1]x",
             "a b",
             "-oProxy",
+            "-oProxyCommand=x@h",
+            "-F/tmp/cfg@h",
+            "u@-F/x",
+            "u;x@h",
+            "u@h`id`",
+            "u@h$(id)",
+            "u%h@h",
+            "$@h",
+            "u@[::1;x]",
+            "u@[::1%]",
+            "u@[nothex]",
+            "u@h/x",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }

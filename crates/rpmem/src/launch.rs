@@ -42,7 +42,7 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The ssh command line of DESIGN §1.
+/// The ssh command line: `ssh [-p PORT] -T [-4] -oBatchMode=yes -- DEST CMD`.
 fn ssh_command(cfg: &Config, target: &Target, remote_cmd: &str) -> Command {
     let mut c = Command::new(&cfg.ssh);
     if let Some(p) = target.port {
@@ -52,7 +52,9 @@ fn ssh_command(cfg: &Config, target: &Target, remote_cmd: &str) -> Command {
     if !target.ipv6 {
         c.arg("-4");
     }
+    // `--`: nothing after it, destination included, is an ssh option.
     c.arg("-oBatchMode=yes")
+        .arg("--")
         .arg(target.destination())
         .arg(remote_cmd);
     c
@@ -273,12 +275,12 @@ mod tests {
         let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
             args,
-            ["-p", "2222", "-T", "-4", "-oBatchMode=yes", "u@h", "rpmemd"]
+            ["-p", "2222", "-T", "-4", "-oBatchMode=yes", "--", "u@h", "rpmemd"]
         );
         let t = Target::parse("[::1]").unwrap();
         let c = ssh_command(&cfg, &t, "rpmemd");
         let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(args, ["-T", "-oBatchMode=yes", "::1", "rpmemd"]);
+        assert_eq!(args, ["-T", "-oBatchMode=yes", "--", "::1", "rpmemd"]);
     }
 
     #[test]

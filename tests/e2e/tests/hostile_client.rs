@@ -1,0 +1,103 @@
+//! A hostile or careless caller: targets and pool set names that a shell,
+//! ssh or rpmemd could read as something else never do more than fail with
+//! a clear error.
+
+use std::fs;
+use std::path::Path;
+
+use e2e::LocalTarget;
+use rpmem::{Config, Pool};
+
+const MIB: usize = 1024 * 1024;
+
+fn in_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// With the real OpenSSH client and the default one-word `RPMEM_CMD`, a
+/// target whose user part is an ssh option would make ssh run a
+/// ProxyCommand (or load a config file that names one) on the initiator.
+/// Such targets fail with EINVAL before ssh runs: the commands' marker
+/// files never appear.
+#[test]
+fn a_target_is_never_read_by_ssh_as_an_option() {
+    if !in_path("ssh") {
+        eprintln!("skipping: needs the OpenSSH client (ssh) in PATH");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // ssh runs ProxyCommand as `sh -c "exec CMD"`; `exec >FILE` creates FILE.
+    let config = dir.join("evil_config");
+    fs::write(
+        &config,
+        format!("Host *\n  ProxyCommand exec >{}/from-config\n", dir.display()),
+    )
+    .unwrap();
+    let before = entries(dir);
+    let cfg = Config {
+        ssh: "ssh".into(),
+        cmd: "rpmemd".into(),
+        ..Config::default()
+    };
+    let targets = [
+        format!("-oProxyCommand=>{}/proxy@h", dir.display()),
+        format!("-F{}@h", config.display()),
+        format!("-oProxyCommand=>{}/proxy-port@h:22", dir.display()),
+        format!("-F{}@[::1]", config.display()),
+        // The host part too, and characters no user or host name has.
+        format!("u@-F{}", config.display()),
+        "u;touch${IFS}x@h".into(),
+        "u@h`id`".into(),
+        "u@h$(id)".into(),
+        "u%h@h".into(),
+        "u@[::1;x]".into(),
+    ];
+    for target in &targets {
+        let created = Pool::create(&cfg, target, "p.set", 4 * MIB, 1, None).err();
+        let removed = rpmem::remove(&cfg, target, "p.set", Default::default()).err();
+        assert_eq!(entries(dir), before, "ssh ran a command of {target}");
+        let e = created.unwrap_or_else(|| panic!("create through {target} succeeded"));
+        assert_eq!(e.errno(), libc::EINVAL, "{target}: {e}");
+        assert!(e.to_string().contains("invalid target"), "{target}: {e}");
+        let e = removed.unwrap_or_else(|| panic!("remove through {target} succeeded"));
+        assert_eq!(e.errno(), libc::EINVAL, "{target}: {e}");
+    }
+}
+
+/// Ordinary targets still reach the daemon (through the local ssh
+/// stand-in), with a user name of the usual forms.
+#[test]
+fn ordinary_targets_still_work() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("ok.part");
+    t.write_poolset(
+        "ok.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+    );
+    let cfg = t.config();
+    for target in [
+        "localhost",
+        "user.name-1_x@node-1.example.com:2222",
+        "ad.user@corp.example@host",
+        "machine$@127.0.0.1",
+        "[::1]:22",
+        "u@[fe80::1%eth0]",
+    ] {
+        let pool = Pool::create(&cfg, target, "ok.set", 4 * MIB, 1, None)
+            .unwrap_or_else(|e| panic!("{target}: {e}\nlog:\n{}", t.log()));
+        pool.close().unwrap();
+        rpmem::remove(&cfg, target, "ok.set", Default::default())
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+    }
+}
