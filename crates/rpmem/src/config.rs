@@ -115,12 +115,11 @@ fn valid_user(u: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
-/// Whether `h` can be a host name or an IPv4 address.
+/// Whether `h` can be a host name, an IPv4 address or an IPv6 zone.
 fn valid_host(h: &str) -> bool {
     !h.is_empty()
         && !h.starts_with('-')
-        && h
-            .bytes()
+        && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -130,13 +129,7 @@ fn valid_ipv6(h: &str) -> bool {
         Some((a, z)) => (a, Some(z)),
         None => (h, None),
     };
-    addr.parse::<std::net::Ipv6Addr>().is_ok()
-        && zone.is_none_or(|z| {
-            !z.is_empty()
-                && z
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        })
+    addr.parse::<std::net::Ipv6Addr>().is_ok() && zone.is_none_or(valid_host)
 }
 
 impl Target {

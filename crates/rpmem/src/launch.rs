@@ -275,7 +275,16 @@ mod tests {
         let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
             args,
-            ["-p", "2222", "-T", "-4", "-oBatchMode=yes", "--", "u@h", "rpmemd"]
+            [
+                "-p",
+                "2222",
+                "-T",
+                "-4",
+                "-oBatchMode=yes",
+                "--",
+                "u@h",
+                "rpmemd"
+            ]
         );
         let t = Target::parse("[::1]").unwrap();
         let c = ssh_command(&cfg, &t, "rpmemd");

@@ -34,7 +34,7 @@ fn remove_impl(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) -
     }
     let t = Target::parse(target)?;
     let mut cmd = format!(
-        "{} --remove {}",
+        "{} --remove={}",
         next_command(&cfg.cmd),
         shell_quote(pool_set)
     );

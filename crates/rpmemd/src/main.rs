@@ -16,7 +16,6 @@ mod logger;
 mod options;
 mod server;
 
-use clap::Parser;
 use log::{error, info};
 
 use crate::error::{DaemonError, Result};
@@ -33,7 +32,7 @@ fn force_pmem() -> bool {
 }
 
 fn run() -> Result<()> {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_args(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind as K;

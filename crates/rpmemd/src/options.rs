@@ -1,5 +1,6 @@
 //! Command line (rpmemd(1)) and configuration files.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,13 @@ pub struct Cli {
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Remove the pool described by the pool set file SET and exit.
-    #[arg(short = 'r', long = "remove", value_name = "SET")]
+    /// SET may start with '-' (`-r -x.set`) or follow `--` (`-r -- -x.set`).
+    #[arg(
+        short = 'r',
+        long = "remove",
+        value_name = "SET",
+        allow_hyphen_values = true
+    )]
     pub remove: Option<String>,
     /// With --remove: remove even if the pool is inconsistent.
     #[arg(short = 'f', long = "force")]
@@ -91,6 +98,27 @@ pub struct Cli {
     /// Serve the raw TCP baseline of `rpmem bench` instead of a pool.
     #[arg(long, hide = true)]
     pub bench_echo: bool,
+}
+
+impl Cli {
+    /// Parses a command line (program name first). `-r -- SET` and
+    /// `--remove -- SET` name SET, whatever it looks like; clap alone would
+    /// take `--` for the name.
+    pub fn try_parse_args(
+        args: impl IntoIterator<Item = OsString>,
+    ) -> std::result::Result<Cli, clap::Error> {
+        let mut args: Vec<OsString> = args.into_iter().collect();
+        let mut i = 1;
+        while i + 2 < args.len() {
+            if (args[i] == "-r" || args[i] == "--remove") && args[i + 1] == "--" {
+                let mut joined = OsString::from("--remove=");
+                joined.push(&args[i + 2]);
+                args.splice(i..i + 3, [joined]);
+            }
+            i += 1;
+        }
+        Cli::try_parse_from(args)
+    }
 }
 
 /// The settings in effect after defaults, files and the command line.
@@ -432,6 +460,32 @@ mod tests {
         ] {
             assert!(help.contains(needle), "{needle}: {help}");
         }
+    }
+
+    #[test]
+    fn remove_names_may_look_like_options() {
+        let remove = |args: &[&str]| {
+            Cli::try_parse_args(
+                std::iter::once("rpmemd")
+                    .chain(args.iter().copied())
+                    .map(OsString::from),
+            )
+            .map(|c| (c.remove, c.force))
+            .map_err(|e| e.kind())
+        };
+        let name = |n: &str| Ok((Some(n.to_string()), false));
+        assert_eq!(remove(&["-r", "-x.set"]), name("-x.set"));
+        assert_eq!(remove(&["--remove", "-x.set"]), name("-x.set"));
+        assert_eq!(remove(&["-r", "--", "-x.set"]), name("-x.set"));
+        assert_eq!(remove(&["--remove", "--", "--"]), name("--"));
+        assert_eq!(remove(&["-r", "--"]), name("--"));
+        assert_eq!(remove(&["--remove=--force"]), name("--force"));
+        assert_eq!(
+            remove(&["-r", "--", "-f", "-f"]),
+            Ok((Some("-f".into()), true))
+        );
+        assert!(remove(&["-r", "--", "a", "b"]).is_err());
+        assert!(remove(&["-r"]).is_err());
     }
 
     #[test]

@@ -4,6 +4,8 @@ mod common;
 
 use std::fs;
 
+use rpmem_proto::control::{Request, Response};
+
 use common::*;
 
 #[test]
@@ -166,4 +168,40 @@ fn log_file_receives_the_log() {
     assert!(err.is_empty(), "nothing on stderr: {err}");
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.contains("created pool set 'l.set'"), "{text}");
+}
+
+/// A pool set whose name starts with `-` is removable: `-r NAME` and
+/// `--remove NAME` take the next word as the name whatever it looks like
+/// (as getopt does), and `-r -- NAME` names it after `--`.
+#[test]
+fn remove_takes_names_that_look_like_options() {
+    let env = Env::new();
+    for args in [
+        &["-r", "-x.set"][..],
+        &["--remove", "-x.set"],
+        &["-r", "--", "-x.set"],
+        &["--remove", "--", "-x.set"],
+        &["--remove=-x.set"],
+        &["-r", "-x.set", "-f"],
+    ] {
+        let parts = env.set("-x.set", "", &[2 * M]);
+        let mut d = env.spawn(&[]);
+        opened(d.create("-x.set", 4096, 1, Some(attr())));
+        assert_eq!(d.call(&Request::Close), Response::Ok);
+        assert!(d.finish().0.success());
+        assert!(parts[0].exists());
+        let out = run(env.cmd().args(args));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!parts[0].exists(), "{args:?}: the part survived");
+    }
+    // A name is still one word: what follows it is parsed as options.
+    let out = run(env.cmd().args(["-r", "--", "a.set", "b.set"]));
+    assert_eq!(out.status.code(), Some(22));
+    let out = run(env.cmd().args(["-r", "--", "-f"]));
+    assert_eq!(out.status.code(), Some(2), "'-f' is a name after --");
 }

@@ -4,9 +4,11 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use e2e::LocalTarget;
-use rpmem::{Config, Pool};
+use e2e::{bin, run_with_timeout, LocalTarget};
+use rpmem::{Config, Pool, RemoveFlags};
 
 const MIB: usize = 1024 * 1024;
 
@@ -41,7 +43,10 @@ fn a_target_is_never_read_by_ssh_as_an_option() {
     let config = dir.join("evil_config");
     fs::write(
         &config,
-        format!("Host *\n  ProxyCommand exec >{}/from-config\n", dir.display()),
+        format!(
+            "Host *\n  ProxyCommand exec >{}/from-config\n",
+            dir.display()
+        ),
     )
     .unwrap();
     let before = entries(dir);
@@ -100,4 +105,46 @@ fn ordinary_targets_still_work() {
         rpmem::remove(&cfg, target, "ok.set", Default::default())
             .unwrap_or_else(|e| panic!("{target}: {e}"));
     }
+}
+
+/// A pool set whose name starts with `-` can be created, opened and
+/// removed: no client-supplied name is read as an option by rpmemd, neither
+/// through the library nor through `rpmem rm TARGET -- NAME`.
+#[test]
+fn pool_set_names_starting_with_a_dash_are_removable() {
+    let t = LocalTarget::new();
+    let cfg = t.config();
+    let part = t.dir().join("dash.part");
+    let set = |name: &str| {
+        t.write_poolset(
+            name,
+            &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+        )
+    };
+    for name in ["-x.set", "--force", "-r"] {
+        let set_path = set(name);
+        let pool = Pool::create(&cfg, "localhost", name, 4 * MIB, 1, None)
+            .unwrap_or_else(|e| panic!("{name}: {e}\nlog:\n{}", t.log()));
+        pool.close().unwrap();
+        let (pool, _) = Pool::open(&cfg, "localhost", name, 4 * MIB, 1).unwrap();
+        pool.close().unwrap();
+        let flags = RemoveFlags {
+            force: false,
+            pool_set: true,
+        };
+        rpmem::remove(&cfg, "localhost", name, flags)
+            .unwrap_or_else(|e| panic!("remove {name}: {e}\nlog:\n{}", t.log()));
+        assert!(!part.exists() && !set_path.exists(), "{name} survived");
+    }
+    set("-y.set");
+    let pool = Pool::create(&cfg, "localhost", "-y.set", 4 * MIB, 1, None).unwrap();
+    pool.close().unwrap();
+    let out = run_with_timeout(
+        Command::new(bin("rpmem"))
+            .args(["rm", "localhost", "--", "-y.set"])
+            .envs(t.env()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!part.exists());
 }
