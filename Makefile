@@ -22,6 +22,12 @@ BINARIES := rpmemd rpmem rpmem-ssh-local
 CAPI_SO  := librpmem_capi.so
 HEADER   ?= $(CURDIR)/crates/librpmem/include/librpmem.h
 PC_IN    ?= $(CURDIR)/crates/librpmem/librpmem.pc.in
+MAN_SRC  := $(CURDIR)/docs/man
+# Functions documented on another function's page: LINK:PAGE.
+MAN_LINKS := rpmem_open:rpmem_create rpmem_set_attr:rpmem_create \
+             rpmem_close:rpmem_create rpmem_remove:rpmem_create \
+             rpmem_deep_persist:rpmem_persist rpmem_flush:rpmem_persist \
+             rpmem_drain:rpmem_persist rpmem_read:rpmem_persist
 
 DEMO_PREFIX := $(CURDIR)/target/demo-prefix
 TEST_PREFIX := $(CURDIR)/target/test-prefix
@@ -55,7 +61,10 @@ install: build
 	install -m 0644 $(HEADER) $(INCDIR)/librpmem.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $(PC_IN) > $(PCDIR)/librpmem.pc.tmp
 	mv -f $(PCDIR)/librpmem.pc.tmp $(PCDIR)/librpmem.pc
-	install -d $(MANDIR)/man1 $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR)
+	install -d $(MANDIR)/man1 $(MANDIR)/man3 $(MANDIR)/man5 $(MANDIR)/man7 \
+		$(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR)
+	for n in 1 3 5 7; do install -m 0644 $(MAN_SRC)/*.$$n $(MANDIR)/man$$n/; done
+	for l in $(MAN_LINKS); do ln -sfn $${l#*:}.3 $(MANDIR)/man3/$${l%%:*}.3; done
 	$(RELEASE_DIR)/rpmem man-pages $(MANDIR)/man1
 	$(RELEASE_DIR)/rpmem completions bash > $(BASHCOMPDIR)/rpmem
 	$(RELEASE_DIR)/rpmem completions zsh > $(ZSHCOMPDIR)/_rpmem

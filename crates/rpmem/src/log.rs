@@ -8,8 +8,8 @@
 //! `log` logger, that one is kept and receives our records instead.
 //!
 //! Levels, as librpmem's: 0 nothing; 1 every error the library returns (and
-//! warnings); 2 basic operations (create, open, close, remove with target,
-//! pool set, lanes and transport); 3 more detail (the remote command, session
+//! warnings); 2 the version, once, and basic operations (create, open, close,
+//! remove with target, pool set, lanes and transport); 3 more detail (the remote command, session
 //! and lane set-up); 4 every data-path call.
 
 use std::fs::File;
@@ -137,6 +137,12 @@ pub(crate) fn init() {
         if let Some(p) = problem {
             log::warn!("{p}");
         }
+        // The package version, the one `pkg-config --modversion librpmem` gives.
+        log::info!(
+            "rpmem {}, pid {}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        );
     });
 }
 

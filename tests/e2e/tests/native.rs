@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use e2e::{bin, have_tool, prefix, run_with_timeout, LocalTarget};
+use e2e::{bin, compile_c, have_tool, prefix, run_with_timeout, workspace_root, LocalTarget};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -246,4 +246,293 @@ fn create_shows_progress_only_on_a_terminal() {
     let shown = on_tty("json", "--json");
     assert!(!shown.contains("creating"), "{shown:?}");
     assert!(shown.contains("\"pool_set\": \"json.set\""), "{shown:?}");
+}
+
+/// The hand-written pages of `docs/man`, as (section, name).
+fn written_pages() -> Vec<(String, String)> {
+    let dir = workspace_root().join("docs").join("man");
+    let mut pages: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|f| {
+            let (name, sec) = f.rsplit_once('.')?;
+            Some((sec.to_string(), name.to_string()))
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// `man -M <prefix>/share/man SECTION NAME`, as a user would run it.
+fn man_by_name(section: &str, name: &str) -> String {
+    let out = run(Command::new("man")
+        .arg("-M")
+        .arg(man_dir())
+        .args([section, name])
+        .env("MANWIDTH", "80")
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat"));
+    assert!(
+        out.status.success(),
+        "man -M {} {section} {name}: {out:?}",
+        man_dir().display()
+    );
+    strip_overstrike(&text(&out.stdout))
+}
+
+#[test]
+fn written_pages_are_installed_and_render_without_warnings() {
+    let pages = written_pages();
+    let want: Vec<(String, String)> = [
+        ("1", "rpmemd"),
+        ("3", "rpmem_check_version"),
+        ("3", "rpmem_create"),
+        ("3", "rpmem_errormsg"),
+        ("3", "rpmem_persist"),
+        ("5", "poolset"),
+        ("7", "librpmem"),
+    ]
+    .iter()
+    .map(|(s, n)| (s.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(pages, want);
+    if !have_tool("man") || !have_tool("groff") {
+        return;
+    }
+    for (sec, name) in &pages {
+        let installed = man_dir().join(format!("man{sec}/{name}.{sec}"));
+        assert!(installed.is_file(), "{} not installed", installed.display());
+        let shown = render_clean(&installed);
+        assert!(
+            shown.starts_with(&format!("{}({sec})", name.to_uppercase())),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn every_function_has_a_page_by_its_name() {
+    if !have_tool("man") {
+        return;
+    }
+    // The exported functions, from the version script, and the page each
+    // one lands on.
+    let map = std::fs::read_to_string(workspace_root().join("crates/librpmem/librpmem.map"))
+        .expect("librpmem.map");
+    let functions: Vec<&str> = map
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("rpmem_"))
+        .map(|l| l.trim_end_matches(';'))
+        .collect();
+    assert_eq!(functions.len(), 12, "{functions:?}");
+    for f in functions {
+        let page = match f {
+            "rpmem_open" | "rpmem_set_attr" | "rpmem_close" | "rpmem_remove" => {
+                "RPMEM_CREATE".to_string()
+            }
+            "rpmem_deep_persist" | "rpmem_flush" | "rpmem_drain" | "rpmem_read" => {
+                "RPMEM_PERSIST".to_string()
+            }
+            other => other.to_uppercase(),
+        };
+        let shown = man_by_name("3", f);
+        assert!(shown.starts_with(&format!("{page}(3)")), "{f}: {shown}");
+        let name_line = shown.split("SYNOPSIS").next().unwrap_or_default();
+        assert!(name_line.contains(f), "{f} missing from NAME of {page}");
+        assert!(shown.contains(&format!("{f}(")), "{f} has no prototype");
+    }
+    for (sec, name) in [
+        ("7", "librpmem"),
+        ("1", "rpmemd"),
+        ("5", "poolset"),
+        ("1", "rpmem"),
+    ] {
+        let shown = man_by_name(sec, name);
+        assert!(
+            shown.to_lowercase().starts_with(&format!("{name}({sec})")),
+            "{shown}"
+        );
+    }
+}
+
+/// The plain-text lines of a section of a rendered page, up to the next
+/// section heading.
+fn section<'a>(page: &'a str, heading: &str) -> Vec<&'a str> {
+    page.lines()
+        .skip_while(|l| *l != heading)
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .collect()
+}
+
+/// String literals in the Rust sources under `dir` that start with `prefix`
+/// and are environment variable names.
+fn env_names_in(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&p).unwrap();
+        for piece in src.split('"').skip(1).step_by(2) {
+            if piece.starts_with(prefix)
+                && piece.len() > prefix.len()
+                && piece.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                && !names.iter().any(|n| n == piece)
+            {
+                names.push(piece.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn pages_cover_every_variable_and_option_the_code_reads() {
+    if !have_tool("man") {
+        return;
+    }
+    let root = workspace_root();
+    let lib = render(&man_dir().join("man7/librpmem.7"));
+    let env = section(&lib, "ENVIRONMENT").join("\n");
+    let lib_vars = env_names_in(&root.join("crates/rpmem/src"), "RPMEM_");
+    assert!(lib_vars.len() >= 9, "{lib_vars:?}");
+    for v in lib_vars {
+        assert!(env.contains(&v), "librpmem(7) ENVIRONMENT lacks {v}");
+    }
+    let daemon = render(&man_dir().join("man1/rpmemd.1"));
+    let env = section(&daemon, "ENVIRONMENT").join("\n");
+    let mut daemon_vars = env_names_in(&root.join("crates/rpmemd/src"), "RPMEMD_");
+    daemon_vars.extend(env_names_in(
+        &root.join("crates/rpmem-storage/src"),
+        "RPMEMD_",
+    ));
+    assert!(!daemon_vars.is_empty());
+    for v in daemon_vars {
+        assert!(env.contains(&v), "rpmemd(1) ENVIRONMENT lacks {v}");
+    }
+    // Every option of rpmemd's parser, under OPTIONS.
+    let out = run(Command::new(bin("rpmemd")).arg("--help"));
+    let help = text(&out.stdout);
+    let options = section(&daemon, "OPTIONS").join("\n");
+    let mut seen = 0;
+    for word in help.split_whitespace() {
+        let opt = word.trim_end_matches(',');
+        if opt.starts_with("--")
+            && opt.len() > 2
+            && opt
+                .chars()
+                .skip(2)
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        {
+            assert!(options.contains(opt), "rpmemd(1) OPTIONS lacks {opt}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 12, "only {seen} options in rpmemd --help:\n{help}");
+}
+
+/// The complete program of librpmem(7)'s EXAMPLE section.
+fn librpmem7_example() -> String {
+    let out = run(Command::new("man")
+        .args(["-E", "ascii", "-l"])
+        .arg(man_dir().join("man7/librpmem.7"))
+        .env("MANWIDTH", "200"));
+    let page = strip_overstrike(&text(&out.stdout));
+    let lines = section(&page, "EXAMPLE");
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "#include <errno.h>")
+        .expect("the example starts with #include <errno.h>");
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let mut src = String::new();
+    for l in &lines[start..] {
+        src.push_str(l.get(indent..).unwrap_or(""));
+        src.push('\n');
+        if l.len() == indent + 1 && l.ends_with('}') {
+            return src;
+        }
+    }
+    panic!("the example does not end with a closing brace:\n{src}");
+}
+
+#[test]
+fn librpmem7_example_compiles_and_runs() {
+    if !have_tool("man") {
+        return;
+    }
+    let src = librpmem7_example();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("librpmem7_example.c");
+    std::fs::write(&file, &src).unwrap();
+    let exe = compile_c(&file);
+
+    let t = LocalTarget::new();
+    let part = t.dir().join("example.part");
+    t.write_poolset(
+        "example.set",
+        &format!("PMEMPOOLSET\n32M {}\n", part.display()),
+    );
+    let go = || {
+        let out = run(Command::new(&exe)
+            .args(["localhost", "example.set"])
+            .envs(t.env()));
+        assert!(out.status.success(), "{out:?}\n{}", t.log());
+        text(&out.stdout)
+    };
+    // Created the first time, opened the second (its create fails with EEXIST).
+    for _ in 0..2 {
+        let out = go();
+        assert!(out.contains("signature EXAMPLE"), "{out}");
+        assert!(
+            out.contains("the target holds: hello from process"),
+            "{out}"
+        );
+    }
+    let bytes = std::fs::read(&part).unwrap();
+    assert_eq!(&bytes[..7], b"EXAMPLE", "header signature on the target");
+    assert!(bytes[4096..].starts_with(b"hello from process "));
+}
+
+#[test]
+fn library_logs_its_version_at_level_2() {
+    let pc_dir = prefix().join("lib/pkgconfig");
+    let version = if have_tool("pkg-config") {
+        let out = run(Command::new("pkg-config")
+            .args(["--modversion", "librpmem"])
+            .env("PKG_CONFIG_PATH", &pc_dir));
+        assert!(out.status.success(), "{out:?}");
+        text(&out.stdout).trim().to_string()
+    } else {
+        return;
+    };
+    let cargo = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains(&format!("version = \"{version}\"")),
+        "pkg-config says {version}"
+    );
+    // A C program's first librpmem call (a remove that fails) at level 2.
+    let t = LocalTarget::new();
+    let log = t.dir().join("client.log");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("remove_missing.c");
+    std::fs::write(
+        &file,
+        "#include <librpmem.h>\nint main(void) { return rpmem_remove(\"localhost\", \"none.set\", 0) == 0; }\n",
+    )
+    .unwrap();
+    let exe = compile_c(&file);
+    for (level, logged) in [("2", true), ("1", false)] {
+        let out = run(Command::new(&exe)
+            .envs(t.env())
+            .env("RPMEM_LOG_LEVEL", level)
+            .env("RPMEM_LOG_FILE", &log));
+        assert!(out.status.success(), "{out:?}");
+        let lines = std::fs::read_to_string(&log).unwrap();
+        let want = format!("<librpmem>: <2> [rpmem::log] rpmem {version}, pid ");
+        assert_eq!(lines.contains(&want), logged, "level {level}:\n{lines}");
+        assert!(lines.contains("rpmem_remove"), "level {level}:\n{lines}");
+    }
 }
