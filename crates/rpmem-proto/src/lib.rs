@@ -55,3 +55,7 @@ pub enum DecodeError {
     #[error("malformed message: {0}")]
     Malformed(&'static str),
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -9,7 +9,7 @@
 //! - [`flush`]: the persistent-memory durability path (CPU cache flush).
 //! - [`resolve_name`] and [`remove`]: pool set names and `rpmemd --remove`.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod error;
 pub mod flush;
@@ -32,3 +32,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const HDR_SIZE: u64 = 4096;
 /// Smallest part size accepted (librpmem's `RPMEM_MIN_PART`).
 pub const MIN_PART: u64 = 2 << 20;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
