@@ -4,7 +4,7 @@
 //! - [`PoolHeader`]: the 4 KiB header in PMDK's on-media layout, with
 //!   PMDK's checksum.
 //! - [`Pool`]: parts created or opened, locked (exclusive `flock`), mapped
-//!   shared, addressed as one remote pool; writes, reads, socket transfers
+//!   shared, addressed as one remote pool; writes, reads, the spans a transport moves bytes through
 //!   and coalesced durability.
 //! - [`flush`]: the persistent-memory durability path (CPU cache flush).
 //! - [`resolve_name`] and [`remove`]: pool set names and `rpmemd --remove`.

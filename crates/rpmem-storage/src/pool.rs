@@ -2,9 +2,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -439,28 +439,22 @@ impl Pool {
         })
     }
 
-    /// Receives `len` bytes from the socket `fd` straight into the pool at
-    /// `offset` (the RELAXED path: no 8-byte atomicity promise).
+    /// Calls `f` with the memory of each piece of `offset..offset+len`, in
+    /// order (parts are mapped separately, so the pool is not contiguous):
+    /// what a transport receives payload into or sends read data from.
     ///
-    /// While the socket is empty it busy-polls for up to `spin` since the
-    /// last bytes arrived before blocking (zero: block at once).
-    pub fn recv_into(
+    /// The spans are valid while the pool is open. They are shared memory:
+    /// write them only through system calls or volatile stores, and never
+    /// make a Rust reference into them (other lanes write concurrently).
+    pub fn spans(
         &self,
-        fd: BorrowedFd<'_>,
         offset: u64,
         len: u64,
-        spin: std::time::Duration,
+        mut f: impl FnMut(NonNull<[u8]>) -> io::Result<()>,
     ) -> io::Result<()> {
         self.check_range(offset, len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.pieces(offset, len, |p, poff, _, n| p.map.recv(fd, poff, n, spin))
-    }
-
-    /// Sends `len` bytes at `offset` of the pool to the socket `fd`.
-    pub fn send_from(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
-        self.check_range(offset, len)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.pieces(offset, len, |p, poff, _, n| p.map.send(fd, poff, n))
+        self.pieces(offset, len, |p, poff, _, n| f(p.map.span(poff, n)?))
     }
 
     /// Makes `ranges` durable. Allocates nothing.

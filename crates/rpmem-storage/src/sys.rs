@@ -4,17 +4,17 @@
 //! A mapping is shared memory: lanes (threads) write to it concurrently and
 //! other processes may map the same file. No Rust reference into a mapping is
 //! ever created. Every access goes through `ptr::read_volatile` /
-//! `ptr::write_volatile` or through a system call (`recv`, `send`, `msync`)
-//! that the kernel performs, so concurrent accesses to the same bytes have
+//! `ptr::write_volatile` or through a system call (`msync`; a transport's
+//! `recv`/`send` on the spans [`Mapping::span`] hands out) that the kernel
+//! performs, so concurrent accesses to the same bytes have
 //! the semantics of the hardware (whole aligned words, no tearing of an
 //! aligned 8-byte store), not undefined behaviour of Rust references. Every
 //! public function bounds-checks its offsets against the mapping first.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::ptr::{self, NonNull};
-use std::time::{Duration, Instant};
 
 use crate::flush::Method;
 
@@ -170,72 +170,13 @@ impl Mapping {
         Ok(())
     }
 
-    /// Receives exactly `len` bytes from the socket `fd` straight into the
-    /// mapping at `off` (no atomicity promise beyond what the kernel's copy
-    /// gives).
-    pub(crate) fn recv(
-        &self,
-        fd: BorrowedFd<'_>,
-        off: usize,
-        len: usize,
-        spin: Duration,
-    ) -> io::Result<()> {
-        let dst = self.check(off, len)?;
-        let mut got = 0;
-        let mut last_progress = Instant::now();
-        while got < len {
-            // Poll without blocking while data keeps coming; block only
-            // after `spin` without progress (a wake-up costs ~100 µs here).
-            let spinning = last_progress.elapsed() < spin;
-            let flags = if spinning { libc::MSG_DONTWAIT } else { 0 };
-            // SAFETY: dst+got..dst+len is inside the mapping; the kernel
-            // writes at most len-got bytes there.
-            let r = unsafe { libc::recv(fd.as_raw_fd(), dst.add(got).cast(), len - got, flags) };
-            match r {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                r if r > 0 => {
-                    got += r as usize;
-                    last_progress = Instant::now();
-                }
-                _ => {
-                    let e = io::Error::last_os_error();
-                    match e.kind() {
-                        io::ErrorKind::Interrupted => {}
-                        io::ErrorKind::WouldBlock if spinning => std::hint::spin_loop(),
-                        _ => return Err(e),
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends `len` bytes at `off` of the mapping to the socket `fd`.
-    pub(crate) fn send(&self, fd: BorrowedFd<'_>, off: usize, len: usize) -> io::Result<()> {
-        let src = self.check(off, len)?;
-        let mut sent = 0;
-        while sent < len {
-            // SAFETY: src+sent..src+len is inside the mapping; the kernel only
-            // reads it.
-            let r = unsafe {
-                libc::send(
-                    fd.as_raw_fd(),
-                    src.add(sent).cast(),
-                    len - sent,
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            match r {
-                r if r >= 0 => sent += r as usize,
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Ok(())
+    /// The raw memory of `off..off+len`, for a transport to receive into
+    /// or send from (see the module comment for how it may be accessed).
+    pub(crate) fn span(&self, off: usize, len: usize) -> io::Result<NonNull<[u8]>> {
+        let p = self.check(off, len)?;
+        // SAFETY: `check` returned a pointer derived from the non-null base.
+        let p = unsafe { NonNull::new_unchecked(p) };
+        Ok(NonNull::slice_from_raw_parts(p, len))
     }
 }
 

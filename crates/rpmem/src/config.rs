@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use rpmem_transport::spin;
+
 use crate::error::{Error, Result};
 use crate::MAX_LANES;
 
@@ -45,7 +47,7 @@ impl Default for Config {
             enable_sockets: true,
             enable_verbs: true,
             io_timeout: Duration::from_secs(5),
-            spin: Duration::from_micros(100),
+            spin: spin::DEFAULT_SPIN,
         }
     }
 }
@@ -85,7 +87,7 @@ impl Config {
             io_timeout: env_num::<u64>("RPMEM_TIMEOUT_MS")
                 .filter(|n| *n > 0)
                 .map_or(d.io_timeout, Duration::from_millis),
-            spin: env_num::<u64>("RPMEM_SPIN_US").map_or(d.spin, Duration::from_micros),
+            spin: spin::window_from_env(spin::INITIATOR_SPIN_VAR),
         }
     }
 }

@@ -71,3 +71,15 @@ impl Error {
         }
     }
 }
+
+impl From<rpmem_transport::TransportError> for Error {
+    fn from(e: rpmem_transport::TransportError) -> Error {
+        use rpmem_transport::TransportError as T;
+        match e {
+            T::Failed(m) | T::Closed(m) => Error::ConnectionReset(m),
+            T::Refused { status, message } => Error::Remote { status, message },
+            T::Invalid(m) => Error::InvalidArgument(m),
+            T::Protocol(m) => Error::Protocol(m),
+        }
+    }
+}

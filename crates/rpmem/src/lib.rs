@@ -18,7 +18,6 @@ mod log;
 mod pool;
 mod region;
 mod remove;
-mod spin;
 mod sys;
 
 pub use config::{Config, Target};

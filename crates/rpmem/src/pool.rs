@@ -1,10 +1,12 @@
 //! A remote pool bound to a caller-owned local region.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 
 use rpmem_proto::control::{Request, Response, Session};
 use rpmem_proto::{PoolAttr, PROTO_VERSION};
+use rpmem_transport::initiator::{Connector, LaneOptions};
+use rpmem_transport::tcp::TcpConnector;
+use rpmem_transport::Region;
 
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
@@ -17,19 +19,12 @@ use crate::{sys, HEADER_SIZE, MAX_LANES, MIN_POOL, PERSIST_RELAXED};
 pub struct RemotePool {
     control: Mutex<Control>,
     lanes: Vec<Mutex<Lane>>,
-    addr: *const u8,
     size: usize,
     has_header: bool,
     attr: PoolAttr,
     queue_limit: usize,
     name: String,
 }
-
-// SAFETY: `addr` is only read (through send syscalls) and the creator promised
-// it stays readable for the handle's lifetime; every other field is Send/Sync.
-unsafe impl Send for RemotePool {}
-// SAFETY: as above; lanes and the control channel are behind mutexes.
-unsafe impl Sync for RemotePool {}
 
 enum Mode {
     Create(Option<PoolAttr>),
@@ -137,10 +132,17 @@ impl RemotePool {
                     .into(),
             ));
         }
+        let connector = TcpConnector;
         log::info!(
-            "transport: tcp (RDMA not built in; RPMEM_ENABLE_VERBS={}, RPMEM_ENABLE_SOCKETS=1)",
+            "transport: {} (RDMA not built in; RPMEM_ENABLE_VERBS={}, RPMEM_ENABLE_SOCKETS=1)",
+            connector.name(),
             u8::from(cfg.enable_verbs)
         );
+        // SAFETY: the caller of create/open promised the region readable for
+        // the handle's lifetime, which the lanes do not outlive;
+        // check_region refused a null address.
+        let region =
+            unsafe { Region::new(addr, size) }.ok_or_else(|| invalid("pool_addr is NULL"))?;
         let want = nlanes.min(cfg.max_lanes).clamp(1, MAX_LANES);
         let name = format!("{target_str}:{pool_set}");
         let cmd = next_command(&cfg.cmd);
@@ -172,7 +174,7 @@ impl RemotePool {
             }
             Response::Ok => return Err(Error::Protocol("unexpected response to open".into())),
         };
-        let lanes = match Self::connect_lanes(cfg, &session, want) {
+        let lanes = match Self::connect_lanes(cfg, &connector, &session, region, want) {
             Ok(l) => l,
             Err(e) => {
                 // Release the pool on the target before reporting.
@@ -182,7 +184,7 @@ impl RemotePool {
             }
         };
         log::info!(
-            "{} {name}: {size} bytes, {} of {want} lanes, {}, transport tcp",
+            "{} {name}: {size} bytes, {} of {want} lanes, {}, transport {}",
             match mode {
                 Mode::Create(_) => "created",
                 Mode::Open => "opened",
@@ -192,7 +194,8 @@ impl RemotePool {
                 "with header"
             } else {
                 "no header"
-            }
+            },
+            connector.name()
         );
         log::debug!(
             "{name}: remote pool {} bytes, data on {}:{}",
@@ -203,7 +206,6 @@ impl RemotePool {
         let pool = RemotePool {
             control: Mutex::new(control),
             lanes,
-            addr,
             size,
             has_header: session.has_header,
             attr: session.attr,
@@ -213,21 +215,28 @@ impl RemotePool {
         Ok((pool, session.attr))
     }
 
-    fn connect_lanes(cfg: &Config, s: &Session, want: u32) -> Result<Vec<Mutex<Lane>>> {
+    fn connect_lanes(
+        cfg: &Config,
+        connector: &dyn Connector,
+        s: &Session,
+        region: Region,
+        want: u32,
+    ) -> Result<Vec<Mutex<Lane>>> {
         if s.nlanes == 0 || s.nlanes > want {
             return Err(Error::Protocol(format!(
                 "target granted {} lanes for {want} requested",
                 s.nlanes
             )));
         }
-        let ip: IpAddr = s
-            .addr
-            .parse()
-            .map_err(|_| Error::Protocol(format!("bad data address '{}'", s.addr)))?;
-        let sa = SocketAddr::new(ip, s.port);
-        (0..s.nlanes)
-            .map(|i| Lane::connect(sa, i, &s.secret, cfg.io_timeout, cfg.spin).map(Mutex::new))
-            .collect()
+        let options = LaneOptions {
+            timeout: cfg.io_timeout,
+            spin: cfg.spin,
+        };
+        let lanes = connector.connect(s, region, &options)?;
+        Ok((0..)
+            .zip(lanes)
+            .map(|(i, l)| Mutex::new(Lane::new(i, l)))
+            .collect())
     }
 
     /// Lanes granted.
@@ -287,11 +296,6 @@ impl RemotePool {
         Ok(flags as u8)
     }
 
-    fn src(&self, offset: usize) -> *const u8 {
-        // Callers have checked offset <= size, so this stays inside the region.
-        self.addr.wrapping_add(offset)
-    }
-
     /// Copies `len` bytes at `offset` of the local region to the remote pool and
     /// makes them durable there. `flags`: 0 or [`crate::PERSIST_RELAXED`].
     pub fn persist(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
@@ -302,9 +306,7 @@ impl RemotePool {
     fn persist_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
         let f = Self::check_flags(flags, PERSIST_RELAXED)?;
         self.check_range(offset, len, true)?;
-        let mut l = self.lane(lane)?;
-        // SAFETY: the range is inside the region the creator vouched for.
-        unsafe { l.persist(false, f, offset as u64, self.src(offset), len) }
+        self.lane(lane)?.persist(false, f, offset as u64, len)
     }
 
     /// Like [`RemotePool::persist`], to the deepest durability domain of the target.
@@ -318,9 +320,7 @@ impl RemotePool {
 
     fn deep_persist_impl(&self, offset: usize, len: usize, lane: u32) -> Result<()> {
         self.check_range(offset, len, true)?;
-        let mut l = self.lane(lane)?;
-        // SAFETY: the range is inside the region the creator vouched for.
-        unsafe { l.persist(true, 0, offset as u64, self.src(offset), len) }
+        self.lane(lane)?.persist(true, 0, offset as u64, len)
     }
 
     /// Copies without waiting for durability; see [`RemotePool::drain`].
@@ -332,9 +332,8 @@ impl RemotePool {
     fn flush_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
         let f = Self::check_flags(flags, PERSIST_RELAXED)?;
         self.check_range(offset, len, true)?;
-        let mut l = self.lane(lane)?;
-        // SAFETY: the range is inside the region the creator vouched for.
-        unsafe { l.flush(f, offset as u64, self.src(offset), len, self.queue_limit) }
+        self.lane(lane)?
+            .flush(f, offset as u64, len, self.queue_limit)
     }
 
     /// Makes every earlier flush on `lane` durable. `flags` must be 0.

@@ -1,15 +1,17 @@
 //! The control channel: the session on stdin/stdout.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpListener};
+use std::net::IpAddr;
 
 use log::{debug, error, info, warn};
 use rpmem_proto::control::{self, Request, Response, Session, SECRET_LEN};
 use rpmem_proto::{PoolAttr, Status, PROTO_VERSION};
 use rpmem_storage::{resolve_name, ErrorKind, Pool, PoolSet, StorageError};
+use rpmem_transport::spin;
+use rpmem_transport::tcp::TcpListener;
 
+use crate::data_server::DataServer;
 use crate::error::{DaemonError, Result};
-use crate::lanes::DataServer;
 use crate::options::Settings;
 
 /// The address to listen on: the third field of `SSH_CONNECTION`.
@@ -228,16 +230,16 @@ fn open_pool(
             ),
         ));
     }
-    let listener = TcpListener::bind((addr, 0)).map_err(|e| {
-        refusal(
-            Status::Fatal,
-            format!("cannot listen on {addr} for data connections: {e}"),
-        )
-    })?;
+    let listener =
+        TcpListener::bind(addr, spin::window_from_env(spin::TARGET_SPIN_VAR)).map_err(|e| {
+            refusal(
+                Status::Fatal,
+                format!("cannot listen on {addr} for data connections: {e}"),
+            )
+        })?;
     let port = listener
-        .local_addr()
-        .map_err(|e| refusal(Status::Fatal, format!("listener address: {e}")))?
-        .port();
+        .port()
+        .map_err(|e| refusal(Status::Fatal, format!("listener address: {e}")))?;
     let mut secret = [0u8; SECRET_LEN];
     getrandom::getrandom(&mut secret)
         .map_err(|e| refusal(Status::Fatal, format!("no random session secret: {e}")))?;
@@ -252,7 +254,7 @@ fn open_pool(
     let attr = pool.attr().unwrap_or_default();
     let size = pool.size();
     debug!("pool set '{set_name}': persist: {}", pool.persist_method());
-    let server = DataServer::start(listener, pool, secret, nlanes)
+    let server = DataServer::start(Box::new(listener), pool, secret, nlanes)
         .map_err(|e| refusal(Status::Fatal, format!("cannot start the data server: {e}")))?;
     Ok((
         server,
@@ -304,7 +306,7 @@ fn control_loop(
         };
         match req {
             Request::SetAttr { attr } => {
-                let resp = match server.shared().pool.set_attr(&attr) {
+                let resp = match server.pool().set_attr(&attr) {
                     Ok(()) => {
                         debug!("pool set '{set_name}': attributes set");
                         Response::Ok

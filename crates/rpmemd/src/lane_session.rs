@@ -1,0 +1,159 @@
+//! What one lane's requests do to the pool, whatever transport brought
+//! them: validation (bounds, header protection), the write path, pending
+//! ranges, durability, and the answer.
+
+use log::{error, trace, warn};
+use rpmem_proto::data::{Op, RequestHeader, FLAG_RELAXED};
+use rpmem_proto::Status;
+use rpmem_storage::{Pool, Range, HDR_SIZE};
+use rpmem_transport::target::{Incoming, TargetLane};
+use rpmem_transport::TransportError;
+
+use crate::pool_memory::PoolMem;
+
+/// Pending (flushed, not yet drained) ranges a lane keeps before it makes
+/// them durable on its own, bounding its memory.
+pub const MAX_PENDING: usize = 4096;
+
+/// Why a lane stops serving.
+enum Stop {
+    /// The peer closed the lane.
+    Closed,
+    /// The lane can no longer be trusted.
+    Failed(String),
+}
+
+impl From<TransportError> for Stop {
+    fn from(e: TransportError) -> Stop {
+        match e {
+            TransportError::Closed(_) => Stop::Closed,
+            e => Stop::Failed(e.to_string()),
+        }
+    }
+}
+
+/// One lane's session state.
+pub struct LaneSession<'a> {
+    pool: &'a Pool,
+    /// Ranges written and not yet made durable.
+    pending: Vec<Range>,
+}
+
+impl<'a> LaneSession<'a> {
+    /// A lane of `pool` with nothing pending.
+    pub fn new(pool: &'a Pool) -> Self {
+        LaneSession {
+            pool,
+            pending: Vec::with_capacity(64),
+        }
+    }
+
+    /// Serves `lane` until it ends, then makes whatever is pending durable.
+    pub fn serve(mut self, lane: &mut dyn TargetLane) {
+        loop {
+            match self.one(lane) {
+                Ok(()) => {}
+                Err(Stop::Closed) => break,
+                Err(Stop::Failed(why)) => {
+                    warn!("lane {}: {why}; dropping the connection", lane.index());
+                    lane.shutdown();
+                    break;
+                }
+            }
+        }
+        if let Err(e) = self.pool.persist(&mut self.pending, false) {
+            error!(
+                "lane {}: making pending data durable failed: {e}",
+                lane.index()
+            );
+        }
+        self.pending.clear();
+    }
+
+    /// Refuses a request that cannot be trusted and ends the lane.
+    fn bad_request(lane: &mut dyn TargetLane, tag: u64, why: String) -> Result<(), Stop> {
+        let _ = lane.answer(tag, Status::BadRequest);
+        Err(Stop::Failed(why))
+    }
+
+    /// Checks a request against the pool.
+    fn validate(&self, h: &RequestHeader) -> Result<(), String> {
+        if h.op != Op::Drain {
+            if let Err(e) = self.pool.check_range(h.offset, h.length) {
+                return Err(format!("{:?}: {e}", h.op));
+            }
+        }
+        if h.op.has_payload() && self.pool.has_header() && h.offset < HDR_SIZE {
+            return Err(format!(
+                "{:?} at offset {} would overwrite the pool header",
+                h.op, h.offset
+            ));
+        }
+        Ok(())
+    }
+
+    fn one(&mut self, lane: &mut dyn TargetLane) -> Result<(), Stop> {
+        let h = match lane.next()? {
+            Incoming::Request(h) => h,
+            Incoming::Malformed { tag, why } => return Self::bad_request(lane, tag, why),
+            Incoming::Closed => return Err(Stop::Closed),
+        };
+        trace!(
+            "lane {}: {:?} offset {} length {} flags {}",
+            lane.index(),
+            h.op,
+            h.offset,
+            h.length,
+            h.flags
+        );
+        if let Err(why) = self.validate(&h) {
+            return Self::bad_request(lane, h.tag, why);
+        }
+        let mem = PoolMem(self.pool);
+        match h.op {
+            Op::Flush | Op::Persist | Op::DeepPersist => {
+                lane.receive_payload(&mem, &h, h.flags & FLAG_RELAXED != 0)?;
+                if h.length > 0 {
+                    self.pending.push(Range {
+                        offset: h.offset,
+                        len: h.length,
+                    });
+                }
+                match h.op {
+                    Op::Flush => {
+                        if self.pending.len() >= MAX_PENDING {
+                            self.make_durable(lane.index(), false);
+                        }
+                        Ok(())
+                    }
+                    op => {
+                        let st = self.make_durable(lane.index(), op == Op::DeepPersist);
+                        Ok(lane.answer(h.tag, st)?)
+                    }
+                }
+            }
+            Op::Drain => {
+                let st = self.make_durable(lane.index(), false);
+                Ok(lane.answer(h.tag, st)?)
+            }
+            Op::Read => {
+                lane.answer(h.tag, Status::Ok)?;
+                Ok(lane.send_read(&mem, h.offset, h.length)?)
+            }
+        }
+    }
+
+    /// One coalesced durability pass over everything pending. The status is
+    /// what the initiator is told.
+    fn make_durable(&mut self, index: u32, deep: bool) -> Status {
+        let r = self.pool.persist(&mut self.pending, deep);
+        self.pending.clear();
+        match r {
+            Ok(()) => Status::Ok,
+            Err(e) => {
+                error!("lane {index}: durability failed: {e}");
+                Status::Fatal
+            }
+        }
+    }
+}
