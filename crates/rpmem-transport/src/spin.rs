@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn window_comes_from_the_variable() {
-        let var = "RPMEM_TRANSPORT_TEST_SPIN_US";
+        let var = "SPIN_POLICY_TEST_US";
         assert_eq!(window_from_env(var), DEFAULT_SPIN);
         std::env::set_var(var, " 7 ");
         assert_eq!(window_from_env(var), Duration::from_micros(7));

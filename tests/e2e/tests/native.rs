@@ -397,7 +397,9 @@ fn pages_cover_every_variable_and_option_the_code_reads() {
     let root = workspace_root();
     let lib = render(&man_dir().join("man7/librpmem.7"));
     let env = section(&lib, "ENVIRONMENT").join("\n");
-    let lib_vars = env_names_in(&root.join("crates/rpmem/src"), "RPMEM_");
+    let transport = root.join("crates/rpmem-transport/src");
+    let mut lib_vars = env_names_in(&root.join("crates/rpmem/src"), "RPMEM_");
+    lib_vars.extend(env_names_in(&transport, "RPMEM_"));
     assert!(lib_vars.len() >= 9, "{lib_vars:?}");
     for v in lib_vars {
         assert!(env.contains(&v), "librpmem(7) ENVIRONMENT lacks {v}");
@@ -409,6 +411,7 @@ fn pages_cover_every_variable_and_option_the_code_reads() {
         &root.join("crates/rpmem-storage/src"),
         "RPMEMD_",
     ));
+    daemon_vars.extend(env_names_in(&transport, "RPMEMD_"));
     assert!(!daemon_vars.is_empty());
     for v in daemon_vars {
         assert!(env.contains(&v), "rpmemd(1) ENVIRONMENT lacks {v}");
