@@ -14,6 +14,7 @@ pub mod attr;
 mod codec;
 pub mod control;
 pub mod data;
+pub mod pmdk;
 pub mod status;
 
 pub use attr::PoolAttr;

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod pmdk;
+
 /// Root of the cargo workspace (two levels above this crate).
 pub fn workspace_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
@@ -59,22 +61,7 @@ pub fn prefix() -> &'static Path {
         fs::create_dir_all(&target)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", target.display()));
         let prefix = target.join("test-prefix");
-        let lock_path = target.join(".test-prefix.lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", lock_path.display()));
-        // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(
-            rc,
-            0,
-            "flock {}: {}",
-            lock_path.display(),
-            std::io::Error::last_os_error()
-        );
+        let lock = lock_file(&target.join(".test-prefix.lock"));
         eprintln!("e2e: building and installing into {}", prefix.display());
         let out = Command::new("make")
             .arg("-C")
@@ -98,6 +85,27 @@ pub fn prefix() -> &'static Path {
         }
         prefix
     })
+}
+
+/// Opens (creating) `path` and holds an exclusive `flock` on it until the
+/// returned file is dropped: serialises one-time setup across test processes.
+pub(crate) fn lock_file(path: &Path) -> fs::File {
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        rc,
+        0,
+        "flock {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    lock
 }
 
 /// Path of an installed program: `<prefix>/bin/<name>`.
@@ -204,7 +212,12 @@ fn scratch_dir() -> PathBuf {
 /// # Panics
 /// With the compiler's output if compilation fails.
 pub fn compile_c(src: &Path) -> PathBuf {
-    let p = prefix();
+    compile_c_with(src, prefix())
+}
+
+/// [`compile_c`] against the `librpmem` installed under another prefix `p`
+/// (for instance PMDK's, see [`pmdk::prefix`]).
+pub fn compile_c_with(src: &Path, p: &Path) -> PathBuf {
     let stem = src
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

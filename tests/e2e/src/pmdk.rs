@@ -1,0 +1,107 @@
+//! PMDK 1.12.1's own librpmem and rpmemd, for tests that pair them with ours.
+//!
+//! The reference build lives in an install prefix found by [`prefix()`]. Its
+//! programs need [`env()`]: its `lib/` first on the loader path (the system may
+//! hold Debian's libpmem too) and libfabric's sockets provider, as there is no
+//! RDMA device here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::{lock_file, workspace_root};
+
+/// Environment variable naming an install prefix that holds the PMDK build.
+pub const PREFIX_ENV: &str = "RPMEM_PMDK_PREFIX";
+
+/// Exit status of `build-pmdk.sh` when build tools are missing.
+const BUILD_MISSING_TOOLS: i32 = 3;
+
+/// The PMDK 1.12.1 install prefix (holding `bin/rpmemd`, `lib/librpmem.so.1`),
+/// or `None` after printing why the caller should skip.
+///
+/// Taken from `RPMEM_PMDK_PREFIX` when set; otherwise built once (minutes,
+/// serialised across test processes) into `target/pmdk-ref` by
+/// `../shared/reference/build-pmdk.sh` when that script exists beside the
+/// workspace, which does nothing when the prefix already holds the build.
+///
+/// # Panics
+/// If `RPMEM_PMDK_PREFIX` names a prefix without PMDK's rpmemd and librpmem,
+/// or the build script fails for another reason than missing tools.
+pub fn prefix() -> Option<&'static Path> {
+    static PREFIX: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PREFIX.get_or_init(find_or_build).as_deref()
+}
+
+fn find_or_build() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(PREFIX_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            is_built(&p),
+            "{PREFIX_ENV}={} holds no PMDK build (bin/rpmemd, lib/librpmem.so.1)",
+            p.display()
+        );
+        return Some(p);
+    }
+    let script = workspace_root()
+        .parent()
+        .map(|up| up.join("shared/reference/build-pmdk.sh"))
+        .filter(|s| s.is_file());
+    let Some(script) = script else {
+        eprintln!(
+            "skipping: needs PMDK 1.12.1 ({PREFIX_ENV} unset and no ../shared/reference/build-pmdk.sh)"
+        );
+        return None;
+    };
+    let target = workspace_root().join("target");
+    std::fs::create_dir_all(&target)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", target.display()));
+    let prefix = target.join("pmdk-ref");
+    let lock = lock_file(&target.join(".pmdk-ref.lock"));
+    if !is_built(&prefix) {
+        eprintln!("e2e: building PMDK 1.12.1 into {}", prefix.display());
+    }
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&prefix)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    drop(lock);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => Some(prefix),
+        Some(BUILD_MISSING_TOOLS) => {
+            eprintln!("skipping: cannot build PMDK 1.12.1: {}", stderr.trim());
+            None
+        }
+        _ => panic!(
+            "{} {} failed ({}):\n{stderr}",
+            script.display(),
+            prefix.display(),
+            out.status
+        ),
+    }
+}
+
+fn is_built(p: &Path) -> bool {
+    p.join("bin/rpmemd").is_file() && p.join("lib/librpmem.so.1").exists()
+}
+
+/// What PMDK's programs need in their environment to run here: the prefix's
+/// libraries first, and the sockets provider instead of verbs.
+pub fn env(prefix: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "LD_LIBRARY_PATH".into(),
+            prefix.join("lib").display().to_string(),
+        ),
+        ("RPMEM_ENABLE_SOCKETS".into(), "1".into()),
+        ("RPMEM_ENABLE_VERBS".into(), "0".into()),
+    ]
+}
+
+/// PMDK's rpmemd under `prefix`.
+pub fn rpmemd(prefix: &Path) -> PathBuf {
+    prefix.join("bin/rpmemd")
+}
