@@ -281,7 +281,7 @@ impl Request {
     pub fn decode(buf: &[u8]) -> Result<Request, DecodeError> {
         let hdr: [u8; MSG_HDR_LEN] = buf
             .get(..MSG_HDR_LEN)
-            .ok_or(DecodeError::Truncated {
+            .ok_or_else(|| DecodeError::Truncated {
                 needed: MSG_HDR_LEN - buf.len(),
             })?
             .try_into()
@@ -472,7 +472,7 @@ impl Response {
     pub fn decode(buf: &[u8]) -> Result<Response, DecodeError> {
         let hdr: [u8; RESP_HDR_LEN] = buf
             .get(..RESP_HDR_LEN)
-            .ok_or(DecodeError::Truncated {
+            .ok_or_else(|| DecodeError::Truncated {
                 needed: RESP_HDR_LEN - buf.len(),
             })?
             .try_into()
@@ -503,11 +503,13 @@ impl Response {
 pub fn decode_requests(mut stream: &[u8]) -> Result<Vec<Request>, DecodeError> {
     let mut out = Vec::new();
     while !stream.is_empty() {
-        let hdr = stream.get(..MSG_HDR_LEN).ok_or(DecodeError::Truncated {
-            needed: MSG_HDR_LEN - stream.len(),
-        })?;
+        let hdr = stream
+            .get(..MSG_HDR_LEN)
+            .ok_or_else(|| DecodeError::Truncated {
+                needed: MSG_HDR_LEN - stream.len(),
+            })?;
         let (_, size) = request_len(hdr.try_into().expect("sliced to the header size"))?;
-        let msg = stream.get(..size).ok_or(DecodeError::Truncated {
+        let msg = stream.get(..size).ok_or_else(|| DecodeError::Truncated {
             needed: size - stream.len(),
         })?;
         out.push(Request::decode(msg)?);
@@ -520,18 +522,22 @@ pub fn decode_requests(mut stream: &[u8]) -> Result<Vec<Request>, DecodeError> {
 /// and its responses (a final 4-byte failure status, if any, is left over
 /// and returned as the third element).
 pub fn decode_responses(stream: &[u8]) -> Result<(u32, Vec<Response>, Option<u32>), DecodeError> {
-    let status = stream.get(..STATUS_LEN).ok_or(DecodeError::Truncated {
-        needed: STATUS_LEN - stream.len(),
-    })?;
+    let status = stream
+        .get(..STATUS_LEN)
+        .ok_or_else(|| DecodeError::Truncated {
+            needed: STATUS_LEN - stream.len(),
+        })?;
     let status = decode_startup_status(status.try_into().expect("sliced to the status size"));
     let mut rest = &stream[STATUS_LEN..];
     let mut out = Vec::new();
     while rest.len() > STATUS_LEN {
-        let hdr = rest.get(..RESP_HDR_LEN).ok_or(DecodeError::Truncated {
-            needed: RESP_HDR_LEN - rest.len(),
-        })?;
+        let hdr = rest
+            .get(..RESP_HDR_LEN)
+            .ok_or_else(|| DecodeError::Truncated {
+                needed: RESP_HDR_LEN - rest.len(),
+            })?;
         let (_, _, size) = response_len(hdr.try_into().expect("sliced to the header size"))?;
-        let msg = rest.get(..size).ok_or(DecodeError::Truncated {
+        let msg = rest.get(..size).ok_or_else(|| DecodeError::Truncated {
             needed: size - rest.len(),
         })?;
         out.push(Response::decode(msg)?);
