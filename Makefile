@@ -32,7 +32,7 @@ MAN_LINKS := rpmem_open:rpmem_create rpmem_set_attr:rpmem_create \
 DEMO_PREFIX := $(CURDIR)/target/demo-prefix
 TEST_PREFIX := $(CURDIR)/target/test-prefix
 BENCH_PREFIX := $(CURDIR)/target/bench-prefix
-BENCH_ARGS ?= --duration 2
+BENCH_ARGS ?=
 
 BINDIR := $(DESTDIR)$(PREFIX)/bin
 LIBDIR := $(DESTDIR)$(PREFIX)/lib

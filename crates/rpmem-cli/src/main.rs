@@ -67,12 +67,12 @@ enum Command {
   rpmem rm node1 pool.set
   rpmem rm node1 pool.set --force --pool-set")]
     Rm(commands::RmArgs),
-    /// Measure persist latency and throughput against a raw TCP baseline
-    /// taken between the same endpoints in the same run.
+    /// Measure every figure beside a raw TCP floor between the same
+    /// endpoints, the two taking turns in short rounds.
     #[command(after_help = "Examples:
   rpmem bench
-  rpmem bench --duration 5 --json
-  rpmem bench node1 bench.set")]
+  rpmem bench --rounds 5 --duration 0.5 --json --plot bench.svg
+  rpmem bench node1 bench.set --size 1G")]
     Bench(bench::BenchArgs),
     /// Print a shell completion script on standard output.
     #[command(after_help = "Examples:

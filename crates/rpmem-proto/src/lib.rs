@@ -11,6 +11,7 @@
 //! bounded before it is trusted (see [`control::MAX_FRAME`]).
 
 pub mod attr;
+pub mod bench;
 mod codec;
 pub mod control;
 pub mod data;

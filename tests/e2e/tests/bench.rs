@@ -6,36 +6,146 @@ use std::time::Duration;
 
 use e2e::{bin, run_with_timeout, LocalTarget};
 
+/// Every text node of an SVG file, which must parse as XML with an `svg` root.
+fn svg_texts(path: &std::path::Path) -> (Vec<String>, usize) {
+    let text = std::fs::read_to_string(path).expect("the plot was written");
+    let doc = roxmltree::Document::parse(&text).expect("the plot is well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect();
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .count();
+    (texts, lines)
+}
+
 #[test]
-fn bench_reports_every_figure_as_json() {
+fn bench_alternates_every_figure_with_its_floor_and_plots_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("bench.svg");
     let mut cmd = Command::new(bin("rpmem"));
-    cmd.args(["bench", "--duration", "0.05", "--size", "8M", "--json"])
-        .env_remove("RPMEM_SSH")
-        .env_remove("RPMEM_CMD");
+    cmd.args([
+        "bench",
+        "--rounds",
+        "2",
+        "--duration",
+        "0.02",
+        "--size",
+        "8M",
+        "--sessions",
+        "2",
+        "--create-sizes",
+        "4M,6M",
+        "--idle",
+        "0.3",
+        "--json",
+        "--plot",
+    ])
+    .arg(&svg)
+    .env_remove("RPMEM_SSH")
+    .env_remove("RPMEM_CMD");
     let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "bench failed: {out:?}");
     let r: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
-    let rtt = r["raw_rtt"]["p50_us"].as_f64().unwrap();
-    assert!(rtt > 0.0, "{r}");
-    assert!(r["raw_stream"]["gib_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["rounds"], 2, "{r}");
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+
     let lat = r["latency"].as_array().unwrap();
-    assert_eq!(lat.len(), 6, "{r}");
+    let names: Vec<&str> = lat.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "persist 64 B",
+            "persist 4 KiB",
+            "read 4 KiB",
+            "flush 4 KiB ×16 + drain"
+        ]
+    );
     for l in lat {
-        let (p50, p99, p999) = (
-            l["p50_us"].as_f64().unwrap(),
-            l["p99_us"].as_f64().unwrap(),
-            l["p999_us"].as_f64().unwrap(),
-        );
-        assert!(l["samples"].as_u64().unwrap() >= 100, "{l}");
-        assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{l}");
-        assert!(l["p50_vs_raw"].as_f64().unwrap() > 0.0, "{l}");
+        for side in [&l["raw"], &l["rpmem"]] {
+            assert!(side["samples"].as_u64().unwrap() >= 40, "{l}");
+            let (p50, p99, p999) = (
+                num(&side["p50_us"]),
+                num(&side["p99_us"]),
+                num(&side["p999_us"]),
+            );
+            assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{l}");
+            assert!(num(&side["client_cpu_us_per_op"]) > 0.0, "{l}");
+            // The target runs on this machine, so its CPU is measured too.
+            assert!(num(&side["target_cpu_us_per_op"]) > 0.0, "{l}");
+            assert_eq!(side["curve"].as_array().unwrap().len(), 28, "{l}");
+        }
+        let [lo, hi] = [num(&l["p50_ratio_range"][0]), num(&l["p50_ratio_range"][1])];
+        let mid = num(&l["p50_ratio"]);
+        assert!(0.0 < lo && lo <= mid && mid <= hi, "{l}");
     }
+
     let tput = r["throughput"].as_array().unwrap();
-    assert_eq!(tput.len(), 4, "{r}");
-    assert!(tput.iter().all(|t| t["gib_per_s"].as_f64().unwrap() > 0.0));
-    assert!(r["create_close_ms"].as_f64().unwrap() > 0.0);
-    assert!(r["fallocate_ms"].as_f64().unwrap() > 0.0);
+    let shape: Vec<(u64, bool)> = tput
+        .iter()
+        .map(|t| {
+            (
+                t["streams"].as_u64().unwrap(),
+                t["sessions"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [(1, false), (1, false), (2, false), (4, false), (2, true)]
+    );
+    for t in tput {
+        assert!(num(&t["raw"]["gib_per_s"]) > 0.0, "{t}");
+        assert!(num(&t["rpmem"]["gib_per_s"]) > 0.0, "{t}");
+        assert!(num(&t["ratio"]) > 0.0, "{t}");
+    }
+
+    let create = r["create"].as_array().unwrap();
+    let sizes: Vec<u64> = create.iter().map(|c| c["size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [4 << 20, 6 << 20]);
+    for c in create {
+        assert!(
+            num(&c["fallocate_ms"]) > 0.0 && num(&c["create_close_ms"]) > 0.0,
+            "{c}"
+        );
+    }
+    let idle = &r["idle"];
+    assert!(num(&idle["seconds"]) >= 0.3, "{idle}");
+    // Generous: a session that kept spinning while idle would use ~100 %.
+    assert!(num(&idle["client_cpu_percent"]) < 50.0, "{idle}");
+    assert!(num(&idle["target_cpu_percent"]) < 50.0, "{idle}");
+    assert!(
+        r["load_average_start"]
+            .as_array()
+            .is_some_and(|l| l.len() == 3),
+        "{r}"
+    );
+
+    let (texts, lines) = svg_texts(&svg);
+    for series in [
+        "persist 64 B",
+        "persist 64 B (raw floor)",
+        "persist 4 KiB",
+        "persist 4 KiB (raw floor)",
+        "rpmem, lanes of one pool",
+        "raw floor, streams",
+        "rpmem, one session per pool",
+        "raw floor, streams beside sessions",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == series),
+            "no {series:?} in {texts:?}"
+        );
+    }
+    assert!(!texts.iter().any(|t| t.starts_with("read")), "{texts:?}");
+    // Four latency curves and four throughput lines, beside the grid and legend.
+    assert!(lines >= 8, "{lines} lines");
 }
 
 #[test]
@@ -74,15 +184,22 @@ fn bench_runs_against_an_existing_pool_on_a_target() {
         "b.set",
         "--size",
         "8M",
+        "--rounds",
+        "1",
         "--duration",
         "0.05",
+        "--idle",
+        "0",
     ])
     .envs(t.env());
     let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "bench: {out:?}");
-    assert!(stdout.contains("raw TCP round trip"), "{stdout}");
+    assert!(stdout.contains("raw 64 B + 16 B answer"), "{stdout}");
     assert!(stdout.contains("persist 64 B"), "{stdout}");
+    assert!(stdout.contains("(4 lanes)"), "{stdout}");
+    // Sessions need pool sets of the bench's own, as create does.
+    assert!(!stdout.contains("sessions)"), "{stdout}");
     // No create figure without a local poolset directory of the bench's own.
     assert!(!stdout.contains("create + close"), "{stdout}");
 }
