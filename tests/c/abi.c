@@ -71,8 +71,8 @@ main(void)
 	errno = 0;
 	expect(rpmem_persist(NULL, 0, 8, 0, 0) == -1 && errno == EINVAL,
 		"persist(NULL): -1, EINVAL");
-	expect(strcmp(rpmem_errormsg(), "rpmem_persist: rpp is NULL") == 0,
-		"message names the function and argument");
+	expect(strcmp(rpmem_errormsg(), "rpp is NULL") == 0,
+		"message names the argument (not the function)");
 	errno = 0;
 	expect(rpmem_remove("localhost", "x.set", 0x8) != 0 && errno == EINVAL,
 		"remove with unknown flags: EINVAL");

@@ -440,7 +440,7 @@ mod tests {
             let (ret, errno, msg) = errno_after(call);
             assert_eq!(ret, -1, "{name}");
             assert_eq!(errno, libc::EINVAL, "{name}");
-            assert_eq!(msg, format!("{name}: rpp is NULL"));
+            assert_eq!(msg, "rpp is NULL", "{name}");
         }
     }
 
@@ -457,35 +457,35 @@ mod tests {
         // call has one NULL argument and is refused before any use.
         let cases: Vec<(&str, Call)> = vec![
             (
-                "rpmem_create: target is NULL",
+                "target is NULL",
                 Box::new(|| unsafe { rpmem_create(null(), s, addr, 8192, nl, null()) }),
             ),
             (
-                "rpmem_create: pool_set_name is NULL",
+                "pool_set_name is NULL",
                 Box::new(|| unsafe { rpmem_create(t, null(), addr, 8192, nl, null()) }),
             ),
             (
-                "rpmem_create: pool_addr is NULL",
+                "pool_addr is NULL",
                 Box::new(|| unsafe { rpmem_create(t, s, null_mut(), 8192, nl, null()) }),
             ),
             (
-                "rpmem_create: nlanes is NULL",
+                "nlanes is NULL",
                 Box::new(|| unsafe { rpmem_create(t, s, addr, 8192, null_mut(), null()) }),
             ),
             (
-                "rpmem_open: target is NULL",
+                "target is NULL",
                 Box::new(|| unsafe { rpmem_open(null(), s, addr, 8192, nl, null_mut()) }),
             ),
             (
-                "rpmem_open: pool_set_name is NULL",
+                "pool_set_name is NULL",
                 Box::new(|| unsafe { rpmem_open(t, null(), addr, 8192, nl, null_mut()) }),
             ),
             (
-                "rpmem_open: pool_addr is NULL",
+                "pool_addr is NULL",
                 Box::new(|| unsafe { rpmem_open(t, s, null_mut(), 8192, nl, null_mut()) }),
             ),
             (
-                "rpmem_open: nlanes is NULL",
+                "nlanes is NULL",
                 Box::new(|| unsafe { rpmem_open(t, s, addr, 8192, null_mut(), null_mut()) }),
             ),
         ];
@@ -518,7 +518,7 @@ mod tests {
         });
         assert!(ret.is_null());
         assert_eq!(errno, libc::EINVAL);
-        assert!(msg.starts_with("rpmem_create: *nlanes is 0"), "{msg}");
+        assert!(msg.starts_with("*nlanes is 0"), "{msg}");
 
         lanes = 1;
         let bad = c"\xff\xfe".as_ptr();
@@ -528,7 +528,7 @@ mod tests {
         });
         assert!(ret.is_null());
         assert_eq!(errno, libc::EINVAL);
-        assert_eq!(msg, "rpmem_open: target is not valid UTF-8");
+        assert_eq!(msg, "target is not valid UTF-8");
     }
 
     #[test]
@@ -538,15 +538,30 @@ mod tests {
         // SAFETY (all calls below): valid or NULL strings, refused before use.
         let (ret, errno, msg) = errno_after(|| unsafe { rpmem_remove(null(), s, 0) });
         assert_eq!((ret, errno), (-1, libc::EINVAL));
-        assert_eq!(msg, "rpmem_remove: target is NULL");
+        assert_eq!(msg, "target is NULL");
         let (ret, errno, msg) = errno_after(|| unsafe { rpmem_remove(t, null(), 0) });
         assert_eq!((ret, errno), (-1, libc::EINVAL));
-        assert_eq!(msg, "rpmem_remove: pool_set is NULL");
+        assert_eq!(msg, "pool_set is NULL");
         for flags in [4, 0x10 | REMOVE_FORCE, -1] {
             let (ret, errno, msg) = errno_after(|| unsafe { rpmem_remove(t, s, flags) });
             assert_eq!((ret, errno), (-1, libc::EINVAL), "flags {flags:#x}");
-            assert!(msg.starts_with("rpmem_remove: invalid flags"), "{msg}");
+            assert!(msg.starts_with("invalid flags"), "{msg}");
         }
+    }
+
+    /// Programs written for librpmem print `"rpmem_open: %s"` with
+    /// `rpmem_errormsg()`; the message itself does not name the function.
+    #[test]
+    fn messages_do_not_repeat_the_function_name() {
+        let (ret, errno, msg) = errno_after(|| {
+            // SAFETY: valid strings; refused for the target's white space.
+            unsafe { rpmem_remove(c"a b".as_ptr(), c"p.set".as_ptr(), 0) }
+        });
+        assert_eq!((ret, errno), (-1, libc::EINVAL));
+        assert!(msg.starts_with("invalid target 'a b'"), "{msg}");
+        // SAFETY: NULL handle, refused.
+        let (_, _, msg) = errno_after(|| unsafe { rpmem_persist(null_mut(), 0, 8, 0, 0) });
+        assert_eq!(msg, "rpp is NULL");
     }
 
     #[test]
@@ -574,27 +589,23 @@ mod tests {
         let here = rpmem_errormsg();
         // SAFETY: NULL handle, refused.
         assert_eq!(unsafe { rpmem_drain(null_mut(), 0, 0) }, -1);
-        assert_eq!(
-            cstr(here),
-            "rpmem_drain: rpp is NULL",
-            "same pointer, new text"
-        );
+        assert_eq!(cstr(here), "rpp is NULL", "same pointer, new text");
         std::thread::spawn(|| {
             assert_eq!(cstr(rpmem_errormsg()), "", "fresh thread has no message");
-            // SAFETY: NULL handle, refused.
-            assert_eq!(unsafe { rpmem_close(null_mut()) }, -1);
-            assert_eq!(cstr(rpmem_errormsg()), "rpmem_close: rpp is NULL");
+            // SAFETY: NULL target, refused.
+            assert_eq!(unsafe { rpmem_remove(null(), c"p".as_ptr(), 0) }, -1);
+            assert_eq!(cstr(rpmem_errormsg()), "target is NULL");
         })
         .join()
         .unwrap();
         assert_eq!(
             cstr(rpmem_errormsg()),
-            "rpmem_drain: rpp is NULL",
+            "rpp is NULL",
             "other thread's error not seen"
         );
         // A successful call does not clear the message.
         assert!(rpmem_check_version(1, 3).is_null());
-        assert_eq!(cstr(here), "rpmem_drain: rpp is NULL");
+        assert_eq!(cstr(here), "rpp is NULL");
     }
 
     #[test]
@@ -603,17 +614,14 @@ mod tests {
             errno_after(|| ffi_boundary!("rpmem_test", -7, { panic!("boom {}", 42) }));
         assert_eq!(ret, -7);
         assert_eq!(errno, libc::ENOTRECOVERABLE);
-        assert_eq!(msg, "rpmem_test: internal error: boom 42");
+        assert_eq!(msg, "internal error: boom 42");
         let (ret, _, msg) = errno_after(|| {
             ffi_boundary!("rpmem_test", null::<u8>(), {
                 std::panic::panic_any(17u32);
             })
         });
         assert!(ret.is_null());
-        assert_eq!(
-            msg,
-            "rpmem_test: internal error: panic with a non-string payload"
-        );
+        assert_eq!(msg, "internal error: panic with a non-string payload");
     }
 
     #[test]

@@ -119,11 +119,13 @@ pub fn last_message() -> String {
         .unwrap_or_default()
 }
 
-/// Records a failure of `func`: sets the message "`func`: `err`" and errno.
-/// Never panics: should formatting the message panic, errno is still set.
+/// Records a failure of `func`: sets the message and errno. The message does
+/// not name the function: programs written for librpmem print it after the
+/// name themselves (`"rpmem_open: %s"`). Never panics: should formatting the
+/// message panic, errno is still set.
 pub fn report(func: &str, err: &CapiError) {
-    if catch_unwind(AssertUnwindSafe(|| set_message(&format!("{func}: {err}")))).is_err() {
-        set_message(func);
+    if catch_unwind(AssertUnwindSafe(|| set_message(&err.to_string()))).is_err() {
+        set_message(&format!("{func} failed"));
     }
     ffi::set_errno(err.errno());
 }
