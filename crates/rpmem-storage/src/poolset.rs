@@ -78,6 +78,18 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// Size of a device-DAX character device, from sysfs.
+/// Why a part path can never name a part file, if it cannot.
+fn part_path_problem(p: &str) -> Option<&'static str> {
+    if p.contains('\0') {
+        return Some("contains a NUL byte");
+    }
+    let last = p.rsplit('/').next().unwrap_or_default();
+    if matches!(last, "" | "." | "..") {
+        return Some("names a directory, not a part file");
+    }
+    None
+}
+
 fn device_size(meta: &fs::Metadata) -> Option<u64> {
     let dev = meta.rdev();
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
@@ -163,10 +175,22 @@ impl PoolSet {
             if !part_path.is_absolute() {
                 return Err(err(lineno, format!("part path '{rest}' is not absolute")));
             }
+            if let Some(why) = part_path_problem(rest) {
+                return Err(err(
+                    lineno,
+                    format!("part path '{}' {why}", rest.escape_debug()),
+                ));
+            }
             if parts.iter().any(|p| p.path == part_path) {
                 return Err(err(lineno, format!("part '{rest}' is listed twice")));
             }
             let meta = fs::metadata(&part_path).ok();
+            if meta.as_ref().is_some_and(fs::Metadata::is_dir) {
+                return Err(err(
+                    lineno,
+                    format!("part path '{rest}' is a directory, not a part file"),
+                ));
+            }
             let is_device = meta
                 .as_ref()
                 .is_some_and(|m| m.file_type().is_char_device());
@@ -345,7 +369,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let cases: [(&str, usize, &str); 15] = [
+        let cases: [(&str, usize, &str); 20] = [
             ("PMEMPOOLSET\nOPTION\n4M /p\n", 2, "without a value"),
             (
                 "PMEMPOOLSET\nOPTION SINGLEHDR NOHDRS\n4M /p\n",
@@ -373,6 +397,11 @@ mod tests {
             ("PMEMPOOLSET\nOPTION BOGUS\n4M /p\n", 2, "unknown option"),
             ("PMEMPOOLSET\n4M /p\n4M /p\n", 3, "twice"),
             ("PMEMPOOLSET\n# nothing\n", 0, "no parts"),
+            ("PMEMPOOLSET\n4M /p/.\n", 2, "names a directory"),
+            ("PMEMPOOLSET\n4M /p/\n", 2, "names a directory"),
+            ("PMEMPOOLSET\n4M /p/..\n", 2, "names a directory"),
+            ("PMEMPOOLSET\n4M /p\0q\n", 2, "NUL byte"),
+            ("PMEMPOOLSET\n4M /tmp\n", 2, "is a directory"),
         ];
         for (text, line, needle) in cases {
             let (l, msg) = line_of(parse(text).unwrap_err());
@@ -383,7 +412,11 @@ mod tests {
 
     #[test]
     fn auto_is_only_for_char_devices() {
-        let (l, msg) = line_of(parse("PMEMPOOLSET\nAUTO /tmp\n").unwrap_err());
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f");
+        fs::write(&file, b"").unwrap();
+        let text = format!("PMEMPOOLSET\nAUTO {}\n", file.display());
+        let (l, msg) = line_of(parse(&text).unwrap_err());
         assert_eq!(l, 2);
         assert!(msg.contains("device DAX"), "{msg}");
         // /dev/null is a char device without a sysfs size: refused, not guessed.

@@ -31,13 +31,25 @@ pub fn resolve_name(dir: &Path, name: &str) -> Result<PathBuf> {
     if rel.components().any(|c| c == Component::ParentDir) {
         return Err(refuse("the name must not contain '..'"));
     }
+    if name.ends_with('/') {
+        return Err(refuse(
+            "the name ends with '/' (a pool set name names a file)",
+        ));
+    }
     let base = dir
         .canonicalize()
         .map_err(|e| StorageError::io("open the poolset directory", dir, e))?;
     let joined = base.join(rel);
-    let full = joined
-        .canonicalize()
-        .map_err(|e| StorageError::io("open pool set", &joined, e))?;
+    let full = joined.canonicalize().map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOTDIR) {
+            refuse("a component of the name is not a directory")
+        } else {
+            StorageError::io("open pool set", &joined, e)
+        }
+    })?;
+    if full.is_dir() {
+        return Err(refuse("it names a directory, not a pool set file"));
+    }
     if !full.starts_with(&base) {
         return Err(refuse(&format!(
             "it resolves to {}, outside the poolset directory {}",

@@ -148,3 +148,71 @@ fn pool_set_names_starting_with_a_dash_are_removable() {
     assert!(out.status.success(), "{out:?}");
     assert!(!part.exists());
 }
+
+/// Pool set names that name a directory, and part paths that do or hold a
+/// NUL byte, fail with EINVAL and a message naming the problem (not ENOENT
+/// with an ENOTDIR message, nor EREMOTEIO).
+#[test]
+fn names_and_part_paths_of_directories_are_einval() {
+    let t = LocalTarget::new();
+    let cfg = t.config();
+    let part = t.dir().join("p.part");
+    t.write_poolset(
+        "p.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+    );
+    fs::create_dir(t.dir().join("sub")).unwrap();
+    let d = t.dir().display();
+    t.write_poolset(
+        "dot.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {d}/.\n"),
+    );
+    t.write_poolset(
+        "slash.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {d}/sub/\n"),
+    );
+    t.write_poolset(
+        "dir.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {d}/sub\n"),
+    );
+    t.write_poolset(
+        "nul.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {d}/a\0b\n"),
+    );
+    let cases = [
+        ("p.set/", "ends with '/'"),
+        ("sub/", "ends with '/'"),
+        ("p.set/x", "not a directory"),
+        (".", "directory"),
+        ("sub", "directory"),
+        ("sub/.", "directory"),
+        ("dot.set", "names a directory"),
+        ("slash.set", "names a directory"),
+        ("dir.set", "is a directory"),
+        ("nul.set", "NUL"),
+    ];
+    for (name, why) in cases {
+        for create in [true, false] {
+            let r = if create {
+                Pool::create(&cfg, "localhost", name, 4 * MIB, 1, None).map(drop)
+            } else {
+                Pool::open(&cfg, "localhost", name, 4 * MIB, 1).map(drop)
+            };
+            let e = r.err().unwrap_or_else(|| panic!("{name}: succeeded"));
+            assert!(
+                e.errno() == libc::EINVAL || e.errno() == libc::ENOTDIR,
+                "{name} (create {create}): errno {}: {e}",
+                e.errno()
+            );
+            assert!(e.to_string().contains(why), "{name}: {e}");
+        }
+        let e = rpmem::remove(&cfg, "localhost", name, Default::default()).unwrap_err();
+        assert!(
+            e.errno() == libc::EINVAL || e.errno() == libc::ENOTDIR,
+            "remove {name}: errno {}: {e}",
+            e.errno()
+        );
+        assert!(e.to_string().contains(why), "remove {name}: {e}");
+    }
+    assert!(!part.exists());
+}
