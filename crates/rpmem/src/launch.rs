@@ -216,10 +216,20 @@ impl Control {
         let status = self.finish();
         let tail = self.tail.text();
         let mut msg = format!("{} ended {when}", self.what);
+        let mut errno = None;
         if let Some(s) = status {
             match s.code() {
                 // ssh reports its own failures (unreachable host, refused
                 // authentication) with 255, a missing remote command with 127.
+                Some(c @ 1..=125) => {
+                    // rpmemd's exit status is the errno of its failure, as
+                    // PMDK's; the shell's own statuses start at 126.
+                    msg.push_str(&format!(
+                        " with status {c} ({})",
+                        std::io::Error::from_raw_os_error(c)
+                    ));
+                    errno = Some(c);
+                }
                 Some(255) => msg.push_str(": the ssh client failed (status 255)"),
                 Some(127) => msg.push_str(": command not found on the target (status 127)"),
                 Some(c) => msg.push_str(&format!(" with status {c}")),
@@ -230,7 +240,10 @@ impl Control {
             msg.push_str(": ");
             msg.push_str(&tail);
         }
-        Error::ConnectionReset(msg)
+        match errno {
+            Some(code) => Error::RemoteExit { code, message: msg },
+            None => Error::ConnectionReset(msg),
+        }
     }
 
     /// Closes our end of the pipes and reaps the ssh client.

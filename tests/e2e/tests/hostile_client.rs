@@ -216,3 +216,50 @@ fn names_and_part_paths_of_directories_are_einval() {
     }
     assert!(!part.exists());
 }
+
+/// A daemon that fails at start-up (bad option, bad configuration file)
+/// reaches the caller with its exit status as errno, as with PMDK, and
+/// its message.
+#[test]
+fn daemon_start_up_failures_carry_the_daemons_errno() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("s.part");
+    t.write_poolset(
+        "s.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+    );
+    let conf = t.dir().join("bad.conf");
+    fs::write(&conf, "no-such-key = 1\n").unwrap();
+    let base = t.config();
+    for (extra, why) in [
+        (
+            format!("-c {}", conf.display()),
+            "unknown option 'no-such-key'",
+        ),
+        ("--no-such-option".to_string(), "no-such-option"),
+        ("--max-lanes=0".to_string(), "max-lanes"),
+    ] {
+        let cfg = Config {
+            cmd: format!("{} {extra}", base.cmd),
+            ..base.clone()
+        };
+        let e = Pool::create(&cfg, "localhost", "s.set", 4 * MIB, 1, None)
+            .err()
+            .unwrap_or_else(|| panic!("{extra}: create succeeded"));
+        assert_eq!(e.errno(), libc::EINVAL, "{extra}: {e}");
+        assert!(e.to_string().contains(why), "{extra}: {e}");
+        let e = Pool::open(&cfg, "localhost", "s.set", 4 * MIB, 1)
+            .err()
+            .unwrap_or_else(|| panic!("{extra}: open succeeded"));
+        assert_eq!(e.errno(), libc::EINVAL, "{extra}: {e}");
+    }
+    // The shell's own statuses stay connection failures.
+    let cfg = Config {
+        cmd: "/nonexistent/rpmemd".into(),
+        ..base.clone()
+    };
+    let e = Pool::open(&cfg, "localhost", "s.set", 4 * MIB, 1)
+        .err()
+        .unwrap();
+    assert_eq!(e.errno(), libc::ECONNRESET, "{e}");
+}
