@@ -221,9 +221,10 @@ impl Control {
             match s.code() {
                 // ssh reports its own failures (unreachable host, refused
                 // authentication) with 255, a missing remote command with 127.
-                Some(c @ 1..=125) => {
+                Some(c @ 2..=125) => {
                     // rpmemd's exit status is the errno of its failure, as
-                    // PMDK's; the shell's own statuses start at 126.
+                    // PMDK's; the shell's own statuses start at 126, and 1
+                    // is any program's plain failure (`false`), not EPERM.
                     msg.push_str(&format!(
                         " with status {c} ({})",
                         std::io::Error::from_raw_os_error(c)
