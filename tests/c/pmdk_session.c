@@ -2,11 +2,12 @@
  * pmdk_session.c -- one of each ssh-channel request of librpmem, with
  * attributes that are easy to recognise in captured bytes.
  *
- * usage: pmdk_session target pool_set
+ * usage: pmdk_session target pool_set [keep|create]
  *   create (attributes A, 4 lanes) -> persist 256 bytes at 4096 -> set_attr
  *   (attributes B) -> close; open (must return B) -> read back the 256 bytes
- *   -> close; remove. Prints "ok" and exits 0 when every step did what it
- *   should.
+ *   -> close; remove (not with "keep"). Prints "ok" and exits 0 when every
+ *   step did what it should. With "create", only creates and closes.
+ *   Failures print "<call>: <message> (errno N)" on stderr.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -47,10 +48,12 @@ fill_attr(struct rpmem_pool_attr *a, unsigned char seed)
 int
 main(int argc, char *argv[])
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s target pool_set\n", argv[0]);
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: %s target pool_set [keep|create]\n",
+			argv[0]);
 		return 2;
 	}
+	const char *mode = argc == 4 ? argv[3] : "";
 	const char *target = argv[1];
 	const char *set = argv[2];
 	struct rpmem_pool_attr a, b, got;
@@ -61,6 +64,12 @@ main(int argc, char *argv[])
 	RPMEMpool *rpp = rpmem_create(target, set, pool, POOL_SIZE, &nlanes, &a);
 	if (!rpp)
 		FAIL("rpmem_create");
+	if (strcmp(mode, "create") == 0) {
+		if (rpmem_close(rpp))
+			FAIL("rpmem_close");
+		printf("ok\n");
+		return 0;
+	}
 	for (int i = 0; i < LEN; i++)
 		pool[HDR + i] = (unsigned char)(0xa0 ^ i);
 	if (rpmem_persist(rpp, HDR, LEN, 0, 0))
@@ -86,7 +95,7 @@ main(int argc, char *argv[])
 	}
 	if (rpmem_close(rpp))
 		FAIL("rpmem_close");
-	if (rpmem_remove(target, set, 0))
+	if (strcmp(mode, "keep") != 0 && rpmem_remove(target, set, 0))
 		FAIL("rpmem_remove");
 	printf("ok\n");
 	return 0;

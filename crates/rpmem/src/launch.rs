@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rpmem_proto::control::{self, Request, Response};
+use rpmem_proto::pmdk::obc;
 
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
@@ -137,6 +138,8 @@ pub(crate) struct Control {
     /// How long requests on an open pool (set_attr, close) may wait for
     /// their answer: the data path's `RPMEM_TIMEOUT_MS`.
     timeout: Duration,
+    /// Whether the daemon's startup status has been read.
+    greeted: bool,
 }
 
 impl Control {
@@ -164,6 +167,7 @@ impl Control {
                 cfg.ssh
             ),
             timeout: cfg.io_timeout,
+            greeted: false,
         })
     }
 
@@ -197,6 +201,24 @@ impl Control {
                 self.what,
                 self.timeout.as_millis()
             )));
+        }
+        if !self.greeted {
+            // The daemon writes a 4-byte status when it is ready (as PMDK's
+            // does; see rpmemd's server), before any answer: read after the
+            // first request so it costs no round trip.
+            let mut status = [0u8; obc::STATUS_LEN];
+            if self.stdout.read_exact(&mut status).is_err() {
+                return Err(self.died("before answering"));
+            }
+            match obc::decode_startup_status(status) {
+                0 => self.greeted = true,
+                s => {
+                    return Err(Error::Protocol(format!(
+                        "{} reported status {s} when it started",
+                        self.what
+                    )))
+                }
+            }
         }
         let mut prefix = [0u8; 4];
         if self.stdout.read_exact(&mut prefix).is_err() {

@@ -15,6 +15,7 @@ mod error;
 mod lane_session;
 mod logger;
 mod options;
+mod pmdk;
 mod pool_memory;
 mod server;
 

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use log::{debug, error, info, warn};
 use rpmem_proto::control::{self, Request, Response, Session, SECRET_LEN};
+use rpmem_proto::pmdk::obc;
 use rpmem_proto::{PoolAttr, Status, PROTO_VERSION};
 use rpmem_storage::{resolve_name, ErrorKind, Pool, PoolSet, StorageError};
 use rpmem_transport::spin;
@@ -33,16 +34,16 @@ pub fn ssh_address(var: Option<&str>) -> Result<IpAddr> {
     })
 }
 
-/// Reads one control frame; `Ok(None)` on end of input before a frame.
-fn read_frame(input: &mut impl Read) -> Result<Option<Request>> {
-    let mut prefix = [0u8; 4];
+/// Reads exactly `buf.len()` bytes; `Ok(false)` on end of input before the
+/// first byte.
+pub(crate) fn read_start(input: &mut impl Read, buf: &mut [u8]) -> Result<bool> {
     let mut got = 0;
-    while got < 4 {
-        match input.read(&mut prefix[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
             Ok(0) => {
                 return Err(DaemonError::Protocol(
-                    "control channel closed mid-frame".into(),
+                    "control channel closed mid-message".into(),
                 ))
             }
             Ok(n) => got += n,
@@ -50,18 +51,35 @@ fn read_frame(input: &mut impl Read) -> Result<Option<Request>> {
             Err(e) => return Err(DaemonError::io("reading the control channel", e)),
         }
     }
-    let len = control::frame_len(prefix).map_err(|e| DaemonError::Protocol(e.to_string()))?;
-    let mut body = vec![0u8; len];
-    input.read_exact(&mut body).map_err(|e| {
+    Ok(true)
+}
+
+/// Reads the rest of a message whose start has arrived.
+pub(crate) fn read_rest(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
+    input.read_exact(buf).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            DaemonError::Protocol("control channel closed mid-frame".into())
+            DaemonError::Protocol("control channel closed mid-message".into())
         } else {
             DaemonError::io("reading the control channel", e)
         }
-    })?;
-    Request::decode(&body)
-        .map(Some)
-        .map_err(|e| DaemonError::Protocol(e.to_string()))
+    })
+}
+
+/// Reads one control frame; `Ok(None)` on end of input before a frame.
+fn read_frame(input: &mut impl Read) -> Result<Option<Request>> {
+    let mut prefix = [0u8; 4];
+    if !read_start(input, &mut prefix)? {
+        return Ok(None);
+    }
+    read_frame_after(prefix, input).map(Some)
+}
+
+/// Reads the body of the frame whose length prefix has arrived.
+fn read_frame_after(prefix: [u8; 4], input: &mut impl Read) -> Result<Request> {
+    let len = control::frame_len(prefix).map_err(|e| DaemonError::Protocol(e.to_string()))?;
+    let mut body = vec![0u8; len];
+    read_rest(input, &mut body)?;
+    Request::decode(&body).map_err(|e| DaemonError::Protocol(e.to_string()))
 }
 
 fn send(out: &mut impl Write, resp: &Response) -> Result<()> {
@@ -71,12 +89,12 @@ fn send(out: &mut impl Write, resp: &Response) -> Result<()> {
 }
 
 /// A request refused: what the initiator is told.
-struct Refusal {
-    status: Status,
-    message: String,
+pub(crate) struct Refusal {
+    pub(crate) status: Status,
+    pub(crate) message: String,
 }
 
-fn refusal(status: Status, message: impl Into<String>) -> Refusal {
+pub(crate) fn refusal(status: Status, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
         message: message.into(),
@@ -97,7 +115,7 @@ fn storage_status(e: &StorageError) -> Status {
     }
 }
 
-fn storage_refusal(set: &str, e: &StorageError) -> Refusal {
+pub(crate) fn storage_refusal(set: &str, e: &StorageError) -> Refusal {
     refusal(storage_status(e), format!("pool set '{set}': {e}"))
 }
 
@@ -117,14 +135,25 @@ pub fn serve(settings: &Settings, addr: IpAddr) -> Result<()> {
     let stdout = io::stdout();
     let mut input = stdin.lock();
     let mut out = stdout.lock();
-    let first = match read_frame(&mut input) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            info!("the initiator closed the control channel before a request");
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
+    // PMDK's rpmemd speaks first: a 4-byte status once it is ready, which
+    // PMDK's librpmem waits for before it sends anything. So this daemon
+    // does the same, for both protocols, and then tells them apart by the
+    // first bytes the initiator sends: a PMDK request starts with its
+    // big-endian type, ours with a little-endian length of at most 64 KiB
+    // (see `obc::is_request_start`). Our library reads the status after its
+    // first request, so the greeting costs no round trip.
+    out.write_all(&obc::encode_startup_status(0))
+        .and_then(|_| out.flush())
+        .map_err(|e| DaemonError::io("writing the control channel", e))?;
+    let mut start = [0u8; 4];
+    if !read_start(&mut input, &mut start)? {
+        info!("the initiator closed the control channel before a request");
+        return Ok(());
+    }
+    if obc::is_request_start(start) {
+        return crate::pmdk::serve(settings, addr, start, &mut input, &mut out);
+    }
+    let first = read_frame_after(start, &mut input)?;
     let req = match &first {
         Request::Create {
             version,
@@ -197,6 +226,47 @@ fn fail(out: &mut impl Write, r: Refusal) -> Result<()> {
     })
 }
 
+/// Loads the pool set `set_name` names and checks it holds `pool_size`
+/// bytes.
+pub(crate) fn load_set(
+    settings: &Settings,
+    set_name: &str,
+    pool_size: u64,
+) -> std::result::Result<PoolSet, Refusal> {
+    let dir = settings
+        .poolset_dir()
+        .map_err(|e| refusal(Status::Fatal, e.to_string()))?;
+    let path = resolve_name(dir, set_name).map_err(|e| storage_refusal(set_name, &e))?;
+    let set = PoolSet::load(&path).map_err(|e| storage_refusal(set_name, &e))?;
+    let remote_size = set.remote_size();
+    if remote_size < pool_size {
+        return Err(refusal(
+            Status::BadSize,
+            format!(
+                "pool set '{set_name}' provides {remote_size} bytes, less than the {pool_size} requested"
+            ),
+        ));
+    }
+    Ok(set)
+}
+
+/// Creates (with `attr`) or opens the pool of `set`.
+pub(crate) fn open_storage(
+    set: &PoolSet,
+    set_name: &str,
+    create: bool,
+    attr: Option<&PoolAttr>,
+) -> std::result::Result<Pool, Refusal> {
+    let pool = if create {
+        Pool::create(set, attr)
+    } else {
+        Pool::open(set)
+    }
+    .map_err(|e| storage_refusal(set_name, &e))?;
+    debug!("pool set '{set_name}': persist: {}", pool.persist_method());
+    Ok(pool)
+}
+
 fn open_pool(
     settings: &Settings,
     addr: IpAddr,
@@ -214,22 +284,7 @@ fn open_pool(
     if req.nlanes == 0 {
         return Err(refusal(Status::BadNlanes, "zero lanes requested"));
     }
-    let set_name = req.pool_set;
-    let dir = settings
-        .poolset_dir()
-        .map_err(|e| refusal(Status::Fatal, e.to_string()))?;
-    let path = resolve_name(dir, set_name).map_err(|e| storage_refusal(set_name, &e))?;
-    let set = PoolSet::load(&path).map_err(|e| storage_refusal(set_name, &e))?;
-    let remote_size = set.remote_size();
-    if remote_size < req.pool_size {
-        return Err(refusal(
-            Status::BadSize,
-            format!(
-                "pool set '{set_name}' provides {remote_size} bytes, less than the {} requested",
-                req.pool_size
-            ),
-        ));
-    }
+    let set = load_set(settings, req.pool_set, req.pool_size)?;
     let listener =
         TcpListener::bind(addr, spin::window_from_env(spin::TARGET_SPIN_VAR)).map_err(|e| {
             refusal(
@@ -243,17 +298,12 @@ fn open_pool(
     let mut secret = [0u8; SECRET_LEN];
     getrandom::getrandom(&mut secret)
         .map_err(|e| refusal(Status::Fatal, format!("no random session secret: {e}")))?;
-    let pool = if req.create {
-        Pool::create(&set, req.attr.as_ref())
-    } else {
-        Pool::open(&set)
-    }
-    .map_err(|e| storage_refusal(set_name, &e))?;
+    let set_name = req.pool_set;
+    let pool = open_storage(&set, set_name, req.create, req.attr.as_ref())?;
     let nlanes = req.nlanes.min(settings.max_lanes);
     let has_header = pool.has_header();
     let attr = pool.attr().unwrap_or_default();
     let size = pool.size();
-    debug!("pool set '{set_name}': persist: {}", pool.persist_method());
     let server = DataServer::start(Box::new(listener), pool, secret, nlanes)
         .map_err(|e| refusal(Status::Fatal, format!("cannot start the data server: {e}")))?;
     Ok((

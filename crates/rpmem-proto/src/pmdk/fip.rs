@@ -112,10 +112,12 @@ impl Persist {
         })
     }
 
-    /// The offset of the range in a pool mapped at `raddr` of `pool_len`
+    /// The offset of the range in a pool announced at `raddr` of `pool_len`
     /// bytes, or `None` when the range starts before or ends past the pool.
     pub fn offset_in(&self, raddr: u64, pool_len: u64) -> Option<u64> {
-        let off = self.addr.checked_sub(raddr)?;
+        // Wrapping: a region registered past a header is announced at an
+        // address below its own, which may wrap below zero.
+        let off = self.addr.wrapping_sub(raddr);
         let end = off.checked_add(self.size)?;
         (end <= pool_len).then_some(off)
     }

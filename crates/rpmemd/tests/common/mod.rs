@@ -65,6 +65,8 @@ pub struct Daemon {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
     pub stdout: ChildStdout,
+    /// Whether the startup status has been read.
+    greeted: bool,
 }
 
 impl Daemon {
@@ -81,6 +83,7 @@ impl Daemon {
             child,
             stdin,
             stdout,
+            greeted: false,
         }
     }
 
@@ -91,6 +94,12 @@ impl Daemon {
     }
 
     pub fn recv(&mut self) -> Response {
+        if !self.greeted {
+            let mut status = [0u8; 4];
+            self.stdout.read_exact(&mut status).unwrap();
+            assert_eq!(status, [0; 4], "startup status");
+            self.greeted = true;
+        }
         let mut prefix = [0u8; 4];
         self.stdout.read_exact(&mut prefix).unwrap();
         let len = control::frame_len(prefix).unwrap();
