@@ -484,11 +484,14 @@ fn teeing_ssh(dir: &Path, capture: &Path) -> PathBuf {
     script
 }
 
-/// The (port, secret) of the first Opened response in a captured control stream:
-/// the body ends with port u16 and secret[32].
+/// The (port, secret) of the first Opened response in a captured control stream
+/// (after the daemon's startup status): the body ends with port u16 and
+/// secret[32].
 fn captured_session(capture: &Path) -> (u16, [u8; 32]) {
     let raw = fs::read(capture).expect("read capture");
-    assert!(raw.len() > 4, "nothing captured");
+    assert!(raw.len() > 8, "nothing captured");
+    assert_eq!(raw[..4], [0; 4], "the daemon's startup status comes first");
+    let raw = &raw[4..];
     let len = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
     let body = &raw[4..4 + len];
     assert_eq!(body[0], 0x81, "first answer is not Opened");
@@ -1458,6 +1461,9 @@ fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing()
     stdin
         .write_all(&frame(&open_body("d.set", 2 * MIB as u64, LANES)))
         .unwrap();
+    let mut status = [0u8; 4];
+    stdout.read_exact(&mut status).unwrap();
+    assert_eq!(status, [0; 4], "startup status");
     let mut len = [0u8; 4];
     stdout.read_exact(&mut len).unwrap();
     let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
