@@ -25,7 +25,9 @@
 #define NTHREADS	4
 #define STRIPE		((size_t)8192 + 64)	/* not a page multiple on purpose */
 #define NSTRIPES	256			/* 64 per thread */
-#define ROUNDS		400
+#ifndef ROUNDS
+#define ROUNDS		400	/* -DROUNDS=N for fewer */
+#endif
 #define DATA_LEN	(STRIPE * NSTRIPES)
 
 static unsigned char pool[POOL_SIZE] __attribute__((aligned(4096)));

@@ -13,8 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* PMDK 1.12's header marks every librpmem function deprecated. */
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #include <librpmem.h>
 
 #define POOL_SIZE	(8 * 1024 * 1024)

@@ -212,12 +212,20 @@ fn scratch_dir() -> PathBuf {
 /// # Panics
 /// With the compiler's output if compilation fails.
 pub fn compile_c(src: &Path) -> PathBuf {
-    compile_c_with(src, prefix())
+    compile(src, prefix(), &[])
 }
 
 /// [`compile_c`] against the `librpmem` installed under another prefix `p`
-/// (for instance PMDK's, see [`pmdk::prefix`]).
-pub fn compile_c_with(src: &Path, p: &Path) -> PathBuf {
+/// (for instance PMDK's, see [`pmdk::prefix`]), with `extra` compiler
+/// arguments. The header may mark its functions deprecated (PMDK 1.12's
+/// does): that warning is off.
+pub fn compile_c_with(src: &Path, p: &Path, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["-Wno-deprecated-declarations"];
+    args.extend_from_slice(extra);
+    compile(src, p, &args)
+}
+
+fn compile(src: &Path, p: &Path, extra: &[&str]) -> PathBuf {
     let stem = src
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -229,6 +237,7 @@ pub fn compile_c_with(src: &Path, p: &Path) -> PathBuf {
     ));
     let res = Command::new("cc")
         .args(["-Wall", "-Werror", "-O1"])
+        .args(extra)
         .arg(src)
         .arg(format!("-I{}", p.join("include").display()))
         .arg(format!("-L{}", p.join("lib").display()))

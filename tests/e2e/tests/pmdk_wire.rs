@@ -67,7 +67,7 @@ fn pmdk_pair_speaks_what_our_codec_encodes() {
             t.log_path().display()
         )
     };
-    let prog = compile_c_with(&workspace_root().join("tests/c/pmdk_session.c"), pmdk);
+    let prog = compile_c_with(&workspace_root().join("tests/c/pmdk_session.c"), pmdk, &[]);
     let out = run_with_timeout(
         Command::new(&prog)
             .args(["localhost", "cap.set"])
