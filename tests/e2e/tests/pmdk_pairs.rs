@@ -162,3 +162,177 @@ fn pmdk_librpmem_on_four_lanes_through_our_rpmemd_lands_byte_for_byte() {
         );
     }
 }
+
+/// A PMDK client by hand: our codec on rpmemd's stdin/stdout, lanes through
+/// libfabric's sockets provider, so it can send what PMDK's library never
+/// would.
+mod raw {
+    use std::io::{Read, Write};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use e2e::{bin, LocalTarget};
+    use rpmem_fabric::{Access, Domain, Endpoint, Fabric, Hints, Libfabric, MemoryRegion};
+    use rpmem_proto::pmdk::fip::{Persist, PersistResp, PERSIST_RESP_LEN};
+    use rpmem_proto::pmdk::obc::{self, Common, IbcAttr, Request, Response};
+    use rpmem_proto::pmdk::{Provider, Status};
+    use rpmem_proto::PoolAttr;
+
+    pub struct Session {
+        pub child: Child,
+        pub ibc: IbcAttr,
+        domain: Arc<Domain>,
+    }
+
+    pub struct Lane {
+        ep: Endpoint,
+        buf: Arc<MemoryRegion>,
+    }
+
+    impl Session {
+        /// Creates `set` (8 MiB, with attributes) in our rpmemd serving `t`.
+        pub fn create(t: &LocalTarget, set: &str, nlanes: u32) -> Session {
+            let mut child = Command::new(bin("rpmemd"))
+                .arg(format!("--poolset-dir={}", t.dir().display()))
+                .arg(format!("--log-file={}", t.log_path().display()))
+                .arg("--log-level=debug")
+                .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start rpmemd");
+            let req = Request::Create {
+                common: Common {
+                    major: 0,
+                    minor: 1,
+                    pool_size: 8 << 20,
+                    nlanes,
+                    provider: Provider::Sockets as u32,
+                    buff_size: 8192,
+                },
+                attr: PoolAttr {
+                    signature: *b"RAWPMDK\0",
+                    major: 1,
+                    ..PoolAttr::default()
+                },
+                pool_desc: set.into(),
+            };
+            child
+                .stdin
+                .as_mut()
+                .unwrap()
+                .write_all(&req.encode())
+                .unwrap();
+            let mut answer = [0u8; obc::STATUS_LEN + obc::CREATE_RESP_LEN];
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut answer)
+                .unwrap();
+            let (status, resps, _) = obc::decode_responses(&answer).unwrap();
+            assert_eq!(status, 0);
+            let Response::Create { status, ibc } = resps[0] else {
+                panic!("{resps:?}")
+            };
+            assert_eq!(status, Status::Success);
+            let lib = Libfabric::load().expect("libfabric");
+            let info = lib
+                .getinfo(&Hints::connect("127.0.0.1", ibc.port as u16).provider("sockets"))
+                .expect("sockets provider")
+                .remove(0);
+            let domain = Fabric::open(&info).unwrap().domain().unwrap();
+            Session { child, ibc, domain }
+        }
+
+        pub fn lane(&self) -> Lane {
+            let mut ep = self.domain.endpoint().unwrap();
+            let buf = self.domain.register(64 << 10, Access::LOCAL).unwrap();
+            ep.post_recv(&buf, 0, PERSIST_RESP_LEN, 1).unwrap();
+            ep.connect(&[], Duration::from_secs(5)).unwrap();
+            Lane { ep, buf }
+        }
+
+        /// Closes the session; rpmemd answers and exits 0.
+        pub fn close(mut self) {
+            let req = Request::Close { flags: 0 };
+            self.child
+                .stdin
+                .as_mut()
+                .unwrap()
+                .write_all(&req.encode())
+                .unwrap();
+            let mut answer = [0u8; obc::BARE_RESP_LEN];
+            self.child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut answer)
+                .unwrap();
+            assert_eq!(
+                Response::decode(&answer).unwrap(),
+                Response::Close {
+                    status: Status::Success
+                }
+            );
+            assert!(self.child.wait().unwrap().success());
+        }
+    }
+
+    impl Lane {
+        /// Sends `p`; its answer, or `None` when the daemon dropped the lane.
+        pub fn persist(&mut self, p: &Persist) -> Option<PersistResp> {
+            let msg = p.encode();
+            self.buf.write(4096, &msg).unwrap();
+            self.ep.post_send(&self.buf, 4096, msg.len(), 2).ok()?;
+            loop {
+                let c = self.ep.wait(Duration::from_secs(5)).ok()?;
+                if c.token == 1 {
+                    let mut resp = [0u8; PERSIST_RESP_LEN];
+                    self.buf.read(0, &mut resp).unwrap();
+                    return Some(PersistResp::decode(&resp).unwrap());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_persists_from_a_pmdk_client_are_refused_without_touching_the_pool() {
+    use rpmem_proto::pmdk::fip::{Mode, Persist};
+    if pmdk::prefix().is_none() {
+        return;
+    }
+    let t = LocalTarget::new();
+    let part = one_part_set(&t, "b.set", 8 * MIB);
+    let s = raw::Session::create(&t, "b.set", 4);
+    let before = fs::read(&part).unwrap();
+    let raddr = s.ibc.raddr;
+    let inline = |lane: u32, offset: u64, data: &[u8]| Persist {
+        flags: Mode::Send as u32,
+        lane,
+        addr: raddr.wrapping_add(offset),
+        size: data.len() as u64,
+        data: data.to_vec(),
+    };
+    let bad = [
+        ("lane out of range", inline(4, 8192, b"evil")),
+        ("offset inside the header", inline(0, 16, b"evil")),
+        ("range past the end", inline(0, 8 * MIB - 2, b"evil")),
+    ];
+    for (what, p) in &bad {
+        let mut lane = s.lane();
+        assert_eq!(lane.persist(p), None, "{what}: answered");
+    }
+    assert_eq!(fs::read(&part).unwrap(), before, "the pool is untouched");
+    let log = t.log();
+    assert_eq!(log.matches("refused persist").count(), 3, "{log}");
+
+    // The session goes on: a good inline persist lands and is answered.
+    let mut lane = s.lane();
+    let resp = lane.persist(&inline(0, 8192, b"good"));
+    assert_eq!(resp.map(|r| r.lane), Some(0));
+    s.close();
+    assert_eq!(&fs::read(&part).unwrap()[8192..8196], b"good");
+}
