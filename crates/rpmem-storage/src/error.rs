@@ -58,6 +58,14 @@ pub enum StorageError {
         /// The locked part.
         path: PathBuf,
     },
+    /// A part that create would use exists and holds data.
+    #[error("{} already exists and is not empty: {reason}", path.display())]
+    Exists {
+        /// The part.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A pool set name was refused.
     #[error("invalid pool set name '{name}': {reason}")]
     BadName {
@@ -113,6 +121,7 @@ impl StorageError {
             StorageError::Parse { .. } | StorageError::BadHeader { .. } => ErrorKind::BadConfig,
             StorageError::Config(_) => ErrorKind::BadConfig,
             StorageError::Busy { .. } => ErrorKind::Busy,
+            StorageError::Exists { .. } => ErrorKind::Exists,
             StorageError::BadName { .. } => ErrorKind::BadName,
             StorageError::OutOfRange { .. } => ErrorKind::OutOfRange,
             StorageError::Io { source, .. } => match source.raw_os_error() {
@@ -134,6 +143,7 @@ impl StorageError {
                 _ => libc::EIO,
             },
             StorageError::Busy { .. } => libc::EBUSY,
+            StorageError::Exists { .. } => libc::EEXIST,
             _ => libc::EINVAL,
         }
     }

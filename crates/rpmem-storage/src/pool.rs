@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use rpmem_proto::PoolAttr;
 use crate::error::{Result, StorageError};
 use crate::flush::{self, Method};
 use crate::header::{PoolHeader, HEADER_LEN};
-use crate::poolset::PoolSet;
+use crate::poolset::{PartSpec, PoolSet};
 use crate::sys::{self, Mapping};
 use crate::PAGE_SIZE;
 
@@ -127,11 +127,17 @@ impl Pool {
         })
     }
 
-    /// Creates every part of `set` (each must not exist yet), stores `attr`
-    /// in the headers, and returns the pool open and locked.
+    /// Creates every part of `set`, stores `attr` in the headers, and returns
+    /// the pool open and locked.
+    ///
+    /// A part file that already exists is used, as PMDK does, when it has
+    /// the declared size and its first 4 KiB are all zero (a part made with
+    /// `truncate`); otherwise create fails with EEXIST (data in it) or EINVAL
+    /// (another size), and with EBUSY when another pool holds it.
     ///
     /// `attr` must be `Some` non-zero exactly when the set has headers (no
-    /// `OPTION NOHDRS`). On failure every file this call created is removed.
+    /// `OPTION NOHDRS`). On failure every file this call created is removed;
+    /// files that existed before are left as they were.
     pub fn create(set: &PoolSet, attr: Option<&PoolAttr>) -> Result<Pool> {
         let attr = attr.filter(|a| !a.is_zero());
         match (attr.is_some(), set.has_header()) {
@@ -153,27 +159,35 @@ impl Pool {
         let mut files = Vec::with_capacity(set.parts.len());
         for spec in &set.parts {
             let file = if spec.is_device {
-                OpenOptions::new()
+                let f = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(&spec.path)
-                    .map_err(|e| StorageError::io("open", &spec.path, e))?
+                    .map_err(|e| StorageError::io("open", &spec.path, e))?;
+                lock(&f, &spec.path)?;
+                f
             } else {
-                let f = OpenOptions::new()
+                let created = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create_new(true)
                     .mode(0o666)
-                    .open(&spec.path)
-                    .map_err(|e| StorageError::io("create", &spec.path, e))?;
-                cleanup.0.push(spec.path.clone());
+                    .open(&spec.path);
+                let f = match created {
+                    Ok(f) => {
+                        cleanup.0.push(spec.path.clone());
+                        lock(&f, &spec.path)?;
+                        f
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        open_premade_part(set, spec)?
+                    }
+                    Err(e) => return Err(StorageError::io("create", &spec.path, e)),
+                };
+                sys::allocate(&f, spec.size)
+                    .map_err(|e| StorageError::io("allocate", &spec.path, e))?;
                 f
             };
-            lock(&file, &spec.path)?;
-            if !spec.is_device {
-                sys::allocate(&file, spec.size)
-                    .map_err(|e| StorageError::io("allocate", &spec.path, e))?;
-            }
             files.push((spec.path.clone(), file, spec.is_device));
         }
         let pool = Pool::assemble(set, files)?;
@@ -199,10 +213,7 @@ impl Pool {
                 .map_err(|e| StorageError::io("open", &spec.path, e))?;
             lock(&file, &spec.path)?;
             if !spec.is_device {
-                let len = file
-                    .metadata()
-                    .map_err(|e| StorageError::io("stat", &spec.path, e))?
-                    .size();
+                let len = regular_file_len(&file, set, spec)?;
                 if len != spec.size {
                     return Err(StorageError::Config(format!(
                         "part {} is {len} bytes but {} line {} says {}",
@@ -520,7 +531,58 @@ impl Pool {
     }
 }
 
-fn lock(file: &File, path: &Path) -> Result<()> {
+/// The length of a part that must be a regular file (a FIFO, socket or
+/// directory named as a part is a configuration error, not a pool).
+fn regular_file_len(file: &File, set: &PoolSet, spec: &PartSpec) -> Result<u64> {
+    let meta = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat", &spec.path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(StorageError::Config(format!(
+            "part {} ({} line {}) is not a regular file",
+            spec.path.display(),
+            set.path.display(),
+            spec.line
+        )));
+    }
+    Ok(meta.size())
+}
+
+/// Opens and locks a part file create found already there: usable only
+/// when it is a regular file of the declared size whose first 4 KiB (the
+/// header area) are zero.
+fn open_premade_part(set: &PoolSet, spec: &PartSpec) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&spec.path)
+        .map_err(|e| StorageError::io("open", &spec.path, e))?;
+    lock(&f, &spec.path)?;
+    let len = regular_file_len(&f, set, spec)?;
+    if len != spec.size {
+        return Err(StorageError::Config(format!(
+            "part {} exists with {len} bytes but {} line {} says {}",
+            spec.path.display(),
+            set.path.display(),
+            spec.line,
+            spec.size
+        )));
+    }
+    let mut head = [0u8; HEADER_LEN];
+    let n = HEADER_LEN.min(usize::try_from(len).unwrap_or(HEADER_LEN));
+    f.read_exact_at(&mut head[..n], 0)
+        .map_err(|e| StorageError::io("read", &spec.path, e))?;
+    if head.iter().any(|&b| b != 0) {
+        return Err(StorageError::Exists {
+            path: spec.path.clone(),
+            reason: "its first 4 KiB are not zero (a part may be reused only when they are)".into(),
+        });
+    }
+    Ok(f)
+}
+
+pub(crate) fn lock(file: &File, path: &Path) -> Result<()> {
     sys::lock_exclusive(file).map_err(|e| {
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
             StorageError::Busy {

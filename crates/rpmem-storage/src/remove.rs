@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Result, StorageError};
@@ -64,14 +65,18 @@ pub fn resolve_name(dir: &Path, name: &str) -> Result<PathBuf> {
 /// with `remove_set`, the pool set file itself.
 ///
 /// Without `force` the pool must be intact (parts present with the declared
-/// sizes, headers valid) and not in use; with `force` every existing part
-/// file is removed regardless and missing ones are skipped.
+/// sizes, headers valid); with `force` every existing part file is removed
+/// regardless and missing ones are skipped. A pool in use is never removed,
+/// with or without `force` (EBUSY): every part stays locked until all are
+/// unlinked, so no session can open it half-removed.
 pub fn remove(set_path: &Path, force: bool, remove_set: bool) -> Result<()> {
     let set = PoolSet::load(set_path)?;
-    if !force {
-        // Opening verifies sizes and headers and fails if the pool is in use.
-        drop(Pool::open(&set)?);
-    }
+    // Opening verifies sizes and headers and fails if the pool is in use.
+    let _held: Box<dyn std::any::Any> = if force {
+        Box::new(lock_existing_parts(&set)?)
+    } else {
+        Box::new(Pool::open(&set)?)
+    };
     for part in set.parts.iter().filter(|p| !p.is_device) {
         match fs::remove_file(&part.path) {
             Ok(()) => {}
@@ -83,4 +88,24 @@ pub fn remove(set_path: &Path, force: bool, remove_set: bool) -> Result<()> {
         fs::remove_file(set_path).map_err(|e| StorageError::io("remove", set_path, e))?;
     }
     Ok(())
+}
+
+/// Locks every part file that exists (what a forced removal may delete).
+fn lock_existing_parts(set: &PoolSet) -> Result<Vec<fs::File>> {
+    let mut held = Vec::new();
+    for part in set.parts.iter().filter(|p| !p.is_device) {
+        match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&part.path)
+        {
+            Ok(f) => {
+                crate::pool::lock(&f, &part.path)?;
+                held.push(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("open", &part.path, e)),
+        }
+    }
+    Ok(held)
 }

@@ -71,13 +71,103 @@ fn zero_user_flags_become_the_host_arch_flags() {
 #[test]
 fn create_refuses_existing_parts_and_cleans_up() {
     let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "b.set", "NOHDRS", &[2 * M, 2 * M]);
-    fs::write(&parts[1], b"precious").unwrap();
+    let (set, parts) = write_set(d.path(), "b.set", "NOHDRS", &[2 * M, 2 * M, 2 * M]);
+    // Right size, but something in its first 4 KiB: not ours to overwrite.
+    let mut precious = vec![0u8; 2 * M as usize];
+    precious[100..108].copy_from_slice(b"precious");
+    fs::write(&parts[1], &precious).unwrap();
     let e = Pool::create(&load(&set), None).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Exists, "{e}");
     assert_eq!(e.errno(), libc::EEXIST);
+    assert!(e.to_string().contains("b.set.part1"), "{e}");
     assert!(!parts[0].exists(), "the part this create made is removed");
+    assert!(!parts[2].exists());
+    assert!(fs::read(&parts[1]).unwrap() == precious, "left as it was");
+    // The wrong size: EINVAL, and the file is left alone too.
+    fs::write(&parts[1], b"precious").unwrap();
+    let e = Pool::create(&load(&set), None).err().unwrap();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
     assert_eq!(fs::read(&parts[1]).unwrap(), b"precious");
+    assert!(!parts[0].exists());
+}
+
+#[test]
+fn create_over_zeroed_parts_of_the_right_size() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "zp.set", "", &[2 * M, 3 * M, 2 * M]);
+    // As `truncate -s` leaves them: the right size, all zeros. Part 2 is
+    // left for create to make.
+    for (p, len) in parts.iter().zip([2 * M, 3 * M]) {
+        fs::File::create(p).unwrap().set_len(len).unwrap();
+    }
+    let s = load(&set);
+    {
+        let pool = Pool::create(&s, Some(&attr())).unwrap();
+        assert_eq!(pool.attr(), Some(attr()));
+        pool.write(4096, b"data").unwrap();
+    }
+    let pool = Pool::open(&s).unwrap();
+    assert_eq!(pool.attr(), Some(attr()));
+    let mut b = [0u8; 4];
+    pool.read(4096, &mut b).unwrap();
+    assert_eq!(&b, b"data");
+    drop(pool);
+    // Now the headers are written: a second create is EEXIST and changes nothing.
+    let before: Vec<Vec<u8>> = parts.iter().map(|p| fs::read(p).unwrap()).collect();
+    let e = Pool::create(&s, Some(&attr())).err().unwrap();
+    assert_eq!(e.errno(), libc::EEXIST, "{e}");
+    for (p, b) in parts.iter().zip(&before) {
+        assert!(fs::read(p).unwrap() == *b, "{} unchanged", p.display());
+    }
+}
+
+#[test]
+fn create_over_a_part_in_use_is_busy() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "busy.set", "", &[2 * M, 2 * M]);
+    let s = load(&set);
+    let held = Pool::create(&s, Some(&attr())).unwrap();
+    let e = Pool::create(&s, Some(&attr())).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert_eq!(e.errno(), libc::EBUSY);
+    // Another set that names a part of the open pool (its own first part new).
+    let other = d.path().join("other.set");
+    let fresh = d.path().join("other.part0");
+    fs::write(
+        &other,
+        format!(
+            "PMEMPOOLSET\n{} {}\n{} {}\n",
+            2 * M,
+            fresh.display(),
+            2 * M,
+            parts[1].display()
+        ),
+    )
+    .unwrap();
+    let e = Pool::create(&load(&other), Some(&attr())).err().unwrap();
+    assert_eq!(e.errno(), libc::EBUSY, "{e}");
+    assert!(!fresh.exists(), "the part this create made is removed");
+    assert!(parts[1].exists());
+    drop(held);
+    assert_eq!(Pool::open(&s).unwrap().attr(), Some(attr()));
+}
+
+#[test]
+fn remove_with_force_never_overrides_a_lock() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "rf.set", "NOHDRS", &[2 * M, 2 * M]);
+    let s = load(&set);
+    let held = Pool::create(&s, None).unwrap();
+    for pool_set in [false, true] {
+        let e = remove(&set, true, pool_set).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        assert_eq!(e.errno(), libc::EBUSY);
+    }
+    assert!(parts[0].exists() && parts[1].exists() && set.exists());
+    held.write(0, b"still here").unwrap();
+    drop(held);
+    remove(&set, true, true).unwrap();
+    assert!(!parts[0].exists() && !parts[1].exists() && !set.exists());
 }
 
 #[test]

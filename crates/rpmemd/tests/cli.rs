@@ -7,6 +7,7 @@ use std::fs;
 use rpmem_proto::control::{Request, Response};
 
 use common::*;
+use rpmem_proto::control::{Request, Response};
 
 #[test]
 fn version_and_help() {
@@ -61,6 +62,15 @@ fn remove_mode_exit_codes() {
     // In use: busy.
     let out = run(env.cmd().args(["-r", "p.set"]));
     assert_eq!(out.status.code(), Some(16));
+    // --force overrides damage, never a lock.
+    for force in [&["-f"][..], &["--force", "--pool-set"][..]] {
+        let out = run(env.cmd().args(["-r", "p.set"]).args(force));
+        assert_eq!(out.status.code(), Some(16), "{force:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("in use"), "{err}");
+        assert!(parts[0].exists() && env.sets().join("p.set").exists());
+    }
+    assert_eq!(d.call(&Request::Close), Response::Ok);
     assert!(d.finish().0.success());
     // Damaged: refused without --force, removed with it.
     let mut b = fs::read(&parts[0]).unwrap();

@@ -153,7 +153,10 @@ fn create_errors_map_to_statuses_and_exit_codes() {
     let env = Env::new();
     let parts = env.set("e.set", "NOHDRS", &[2 * M]);
     env.set("hdr.set", "", &[2 * M]);
-    fs::write(&parts[0], b"x").unwrap();
+    // The right size but not zeroed: an existing pool, not a pre-made part.
+    let mut used = vec![0u8; 2 * M as usize];
+    used[0] = b'x';
+    fs::write(&parts[0], used).unwrap();
     let cases: Vec<CreateCase> = vec![
         ("e.set", 2 * M, 1, None, Status::Exists, 17),
         ("missing.set", 2 * M, 1, None, Status::NoEntry, 2),
