@@ -86,3 +86,41 @@ fn no_space_surfaces_as_enospc_and_cleans_up() {
     assert_eq!(e.errno(), libc::ENOSPC);
     assert!(!parts[0].exists() && !parts[1].exists());
 }
+
+#[test]
+fn a_fifo_is_refused_as_a_pool_set_without_blocking() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo.set");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    // Opening a FIFO for reading waits for a writer: run the load in a
+    // thread so that a regression fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(rpmem_storage::PoolSet::load(&path).map(|_| ()));
+    });
+    let e = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading a FIFO as a pool set blocked")
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    assert!(e.to_string().contains("fifo.set"), "{e}");
+    // A FIFO named as a part is refused at open, also without blocking.
+    let part = d.path().join("fifo.part");
+    assert!(Command::new("mkfifo")
+        .arg(&part)
+        .status()
+        .unwrap()
+        .success());
+    let set = d.path().join("p.set");
+    fs::write(
+        &set,
+        format!("PMEMPOOLSET\nOPTION NOHDRS\n2M {}\n", part.display()),
+    )
+    .unwrap();
+    let e = Pool::open(&load(&set)).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::BadConfig, "{e}");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
