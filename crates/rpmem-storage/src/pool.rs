@@ -159,13 +159,7 @@ impl Pool {
         let mut files = Vec::with_capacity(set.parts.len());
         for spec in &set.parts {
             let file = if spec.is_device {
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&spec.path)
-                    .map_err(|e| StorageError::io("open", &spec.path, e))?;
-                lock(&f, &spec.path)?;
-                f
+                open_part(set, spec)?
             } else {
                 let created = OpenOptions::new()
                     .read(true)
@@ -206,24 +200,7 @@ impl Pool {
     pub fn open(set: &PoolSet) -> Result<Pool> {
         let mut files = Vec::with_capacity(set.parts.len());
         for spec in &set.parts {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&spec.path)
-                .map_err(|e| StorageError::io("open", &spec.path, e))?;
-            lock(&file, &spec.path)?;
-            if !spec.is_device {
-                let len = regular_file_len(&file, set, spec)?;
-                if len != spec.size {
-                    return Err(StorageError::Config(format!(
-                        "part {} is {len} bytes but {} line {} says {}",
-                        spec.path.display(),
-                        set.path.display(),
-                        spec.line,
-                        spec.size
-                    )));
-                }
-            }
+            let file = open_part(set, spec)?;
             files.push((spec.path.clone(), file, spec.is_device));
         }
         let pool = Pool::assemble(set, files)?;
@@ -531,27 +508,10 @@ impl Pool {
     }
 }
 
-/// The length of a part that must be a regular file (a FIFO, socket or
-/// directory named as a part is a configuration error, not a pool).
-fn regular_file_len(file: &File, set: &PoolSet, spec: &PartSpec) -> Result<u64> {
-    let meta = file
-        .metadata()
-        .map_err(|e| StorageError::io("stat", &spec.path, e))?;
-    if !meta.file_type().is_file() {
-        return Err(StorageError::Config(format!(
-            "part {} ({} line {}) is not a regular file",
-            spec.path.display(),
-            set.path.display(),
-            spec.line
-        )));
-    }
-    Ok(meta.size())
-}
-
-/// Opens and locks a part file create found already there: usable only
-/// when it is a regular file of the declared size whose first 4 KiB (the
-/// header area) are zero.
-fn open_premade_part(set: &PoolSet, spec: &PartSpec) -> Result<File> {
+/// Opens and locks an existing part: a device, or a regular file (a FIFO,
+/// socket or directory named as a part is a configuration error, not a
+/// pool) of the declared size.
+fn open_part(set: &PoolSet, spec: &PartSpec) -> Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -559,18 +519,39 @@ fn open_premade_part(set: &PoolSet, spec: &PartSpec) -> Result<File> {
         .open(&spec.path)
         .map_err(|e| StorageError::io("open", &spec.path, e))?;
     lock(&f, &spec.path)?;
-    let len = regular_file_len(&f, set, spec)?;
-    if len != spec.size {
+    if spec.is_device {
+        return Ok(f);
+    }
+    let meta = f
+        .metadata()
+        .map_err(|e| StorageError::io("stat", &spec.path, e))?;
+    let at = || format!("{} line {}", set.path.display(), spec.line);
+    if !meta.file_type().is_file() {
         return Err(StorageError::Config(format!(
-            "part {} exists with {len} bytes but {} line {} says {}",
+            "part {} ({}) is not a regular file",
             spec.path.display(),
-            set.path.display(),
-            spec.line,
+            at()
+        )));
+    }
+    if meta.size() != spec.size {
+        return Err(StorageError::Config(format!(
+            "part {} is {} bytes but {} says {}",
+            spec.path.display(),
+            meta.size(),
+            at(),
             spec.size
         )));
     }
+    Ok(f)
+}
+
+/// Opens and locks a part file create found already there: usable only
+/// when it is a regular file of the declared size whose first 4 KiB (the
+/// header area) are zero.
+fn open_premade_part(set: &PoolSet, spec: &PartSpec) -> Result<File> {
+    let f = open_part(set, spec)?;
     let mut head = [0u8; HEADER_LEN];
-    let n = HEADER_LEN.min(usize::try_from(len).unwrap_or(HEADER_LEN));
+    let n = HEADER_LEN.min(usize::try_from(spec.size).unwrap_or(HEADER_LEN));
     f.read_exact_at(&mut head[..n], 0)
         .map_err(|e| StorageError::io("read", &spec.path, e))?;
     if head.iter().any(|&b| b != 0) {
