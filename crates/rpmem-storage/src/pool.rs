@@ -130,10 +130,11 @@ impl Pool {
     /// Creates every part of `set`, stores `attr` in the headers, and returns
     /// the pool open and locked.
     ///
-    /// A part file that already exists is used, as PMDK does, when it has
-    /// the declared size and its first 4 KiB are all zero (a part made with
-    /// `truncate`); otherwise create fails with EEXIST (data in it) or EINVAL
-    /// (another size), and with EBUSY when another pool holds it.
+    /// In a set with headers a part file that already exists is used, as
+    /// PMDK does, when it has the declared size and its first 4 KiB are all
+    /// zero (a part made with `truncate`); otherwise create fails with EEXIST
+    /// (data in it, or a set without headers) or EINVAL (another size), and
+    /// with EBUSY when another pool holds it.
     ///
     /// `attr` must be `Some` non-zero exactly when the set has headers (no
     /// `OPTION NOHDRS`). On failure every file this call created is removed;
@@ -545,11 +546,17 @@ fn open_part(set: &PoolSet, spec: &PartSpec) -> Result<File> {
     Ok(f)
 }
 
-/// Opens and locks a part file create found already there: usable only
-/// when it is a regular file of the declared size whose first 4 KiB (the
-/// header area) are zero.
+/// Opens and locks a part file create found already there: usable only in
+/// a set with headers, when it is a regular file of the declared size whose
+/// first 4 KiB (the header area) are zero.
 fn open_premade_part(set: &PoolSet, spec: &PartSpec) -> Result<File> {
     let f = open_part(set, spec)?;
+    if !set.has_header() {
+        return Err(StorageError::Exists {
+            path: spec.path.clone(),
+            reason: "without pool headers (OPTION NOHDRS) a blank part cannot be told from a pool in use, so create makes every part itself".into(),
+        });
+    }
     let mut head = [0u8; HEADER_LEN];
     let n = HEADER_LEN.min(usize::try_from(spec.size).unwrap_or(HEADER_LEN));
     f.read_exact_at(&mut head[..n], 0)

@@ -71,12 +71,12 @@ fn zero_user_flags_become_the_host_arch_flags() {
 #[test]
 fn create_refuses_existing_parts_and_cleans_up() {
     let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "b.set", "NOHDRS", &[2 * M, 2 * M, 2 * M]);
+    let (set, parts) = write_set(d.path(), "b.set", "SINGLEHDR", &[2 * M, 2 * M, 2 * M]);
     // Right size, but something in its first 4 KiB: not ours to overwrite.
     let mut precious = vec![0u8; 2 * M as usize];
     precious[100..108].copy_from_slice(b"precious");
     fs::write(&parts[1], &precious).unwrap();
-    let e = Pool::create(&load(&set), None).err().unwrap();
+    let e = Pool::create(&load(&set), Some(&attr())).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Exists, "{e}");
     assert_eq!(e.errno(), libc::EEXIST);
     assert!(e.to_string().contains("b.set.part1"), "{e}");
@@ -85,10 +85,17 @@ fn create_refuses_existing_parts_and_cleans_up() {
     assert!(fs::read(&parts[1]).unwrap() == precious, "left as it was");
     // The wrong size: EINVAL, and the file is left alone too.
     fs::write(&parts[1], b"precious").unwrap();
-    let e = Pool::create(&load(&set), None).err().unwrap();
+    let e = Pool::create(&load(&set), Some(&attr())).err().unwrap();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     assert_eq!(fs::read(&parts[1]).unwrap(), b"precious");
     assert!(!parts[0].exists());
+    // Without headers nothing tells a blank part from a pool: EEXIST even
+    // for a zeroed part of the right size.
+    let (nohdrs, np) = write_set(d.path(), "n.set", "NOHDRS", &[2 * M, 2 * M]);
+    fs::File::create(&np[1]).unwrap().set_len(2 * M).unwrap();
+    let e = Pool::create(&load(&nohdrs), None).err().unwrap();
+    assert_eq!(e.errno(), libc::EEXIST, "{e}");
+    assert!(!np[0].exists());
 }
 
 #[test]
