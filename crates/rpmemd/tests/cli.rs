@@ -7,7 +7,6 @@ use std::fs;
 use rpmem_proto::control::{Request, Response};
 
 use common::*;
-use rpmem_proto::control::{Request, Response};
 
 #[test]
 fn version_and_help() {
