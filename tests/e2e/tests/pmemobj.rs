@@ -9,6 +9,9 @@
 //! call and forwards it to ours; the trace test uses it to pin down what
 //! libpmemobj asks of librpmem (see docs/libpmemobj.md).
 //!
+//! The scenario runs once more with PMDK 1.12.1's own librpmem in place of
+//! ours (where the reference build is available), against our rpmemd.
+//!
 //! Skipped (with a message) where pmempool or libpmemobj's headers are
 //! missing; CI installs them.
 
@@ -358,6 +361,29 @@ fn pmemobj_replicates_syncs_and_removes_through_our_library() {
     let app = build_app("local");
     let r = Replicated::new("localhost");
     full_scenario(&r, &app);
+}
+
+/// The same with PMDK 1.12.1's own librpmem first on the library path: its
+/// lanes reach our rpmemd over libfabric's sockets provider.
+#[test]
+fn pmemobj_through_pmdks_librpmem_replicates_to_our_rpmemd() {
+    if !have_pmemobj() {
+        return;
+    }
+    let Some(pmdk) = e2e::pmdk::prefix() else {
+        return;
+    };
+    let app = build_app("pmdk");
+    let mut r = Replicated::new("localhost");
+    for (k, v) in e2e::pmdk::env(pmdk) {
+        r.set_env(&k, &v);
+    }
+    full_scenario(&r, &app);
+    assert!(
+        r.target.log().contains("session of PMDK's librpmem"),
+        "{}",
+        r.target.log()
+    );
 }
 
 #[test]
