@@ -171,6 +171,54 @@ fn four_lanes_from_four_threads_land_every_byte() {
     Arc::try_unwrap(pool).ok().unwrap().close().unwrap();
 }
 
+/// Flushes go out back to back and the daemon reads ahead of each request:
+/// headers and payloads of every size and alignment, on both write paths,
+/// share its reads and must still land byte for byte.
+#[test]
+fn bursts_of_flushes_of_every_size_and_alignment_land_exactly() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("b0");
+    t.write_poolset(
+        "burst.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
+    );
+    let cfg = t.config();
+    let mut pool = Pool::create(&cfg, "localhost", "burst.set", 8 * MIB, 1, None).unwrap();
+    for (i, b) in pool.region_mut().iter_mut().enumerate() {
+        *b = (i % 253) as u8 | 1;
+    }
+    let sizes = [
+        1, 7, 8, 31, 32, 33, 100, 4095, 4096, 4097, 65535, 65536, 65537, 200_003,
+    ];
+    let mut written = Vec::new();
+    let mut off = 3;
+    for round in 0..3 {
+        for (k, &len) in sizes.iter().enumerate() {
+            let flags = if (k + round) % 2 == 0 {
+                0
+            } else {
+                PERSIST_RELAXED
+            };
+            if k % 5 == 4 {
+                pool.persist(off, len, 0, flags).unwrap();
+            } else {
+                pool.flush(off, len, 0, flags).unwrap();
+            }
+            written.push((off, len));
+            off += len + 13;
+        }
+        pool.drain(0, 0).unwrap();
+    }
+    assert!(off < 8 * MIB);
+    let on_disk = fs::read(&part).unwrap();
+    let mut expected = vec![0u8; 8 * MIB];
+    for &(o, l) in &written {
+        expected[o..o + l].copy_from_slice(&pool.region()[o..o + l]);
+    }
+    assert!(on_disk[..8 * MIB] == expected[..], "part file differs");
+    pool.close().unwrap();
+}
+
 #[test]
 fn bad_arguments_are_refused_without_breaking_the_pool() {
     let t = LocalTarget::new();

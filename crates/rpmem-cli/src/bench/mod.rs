@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rpmem::{Config, Pool, RemoveFlags, PERSIST_RELAXED};
 
@@ -63,6 +63,9 @@ pub struct BenchArgs {
     /// (0 skips it)
     #[arg(long, default_value_t = 10.0)]
     pub idle: f64,
+    /// Run only these groups of figures (default: all)
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP,...")]
+    pub only: Vec<Group>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -70,6 +73,21 @@ pub struct BenchArgs {
     /// count into this SVG file
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+}
+
+/// Groups of figures, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Group {
+    /// Persist, read and flush + drain latency.
+    Latency,
+    /// 1 MiB persists on 1, 2 and 4 lanes.
+    Throughput,
+    /// Concurrent sessions on their own pools.
+    Sessions,
+    /// Create + close beside fallocate.
+    Create,
+    /// CPU of an idle open session.
+    Idle,
 }
 
 /// What one side did in one phase of a round.
@@ -531,13 +549,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     };
     let load_start = cpu::load_average();
-    let sessions = if local.is_some() { a.sessions } else { 0 };
-    let creates = if local.is_some() {
+    let want = |g: Group| a.only.is_empty() || a.only.contains(&g);
+    let sessions = if local.is_some() && want(Group::Sessions) {
+        a.sessions
+    } else {
+        0
+    };
+    let creates = if local.is_some() && want(Group::Create) {
         a.create_sizes.len()
     } else {
         0
     };
-    let steps = 4 + 4 + u64::from(sessions > 0) + creates as u64 + 1;
+    let steps = 4 * u64::from(want(Group::Latency))
+        + 4 * u64::from(want(Group::Throughput))
+        + u64::from(sessions > 0)
+        + creates as u64
+        + 1;
     let bar = if a.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::hidden()
     } else {
@@ -579,7 +606,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     pool.region_mut().fill(0xa5);
     warm_up(&pool)?;
     // Before the raw floor's server exists, so only the session is measured.
-    let idle = if a.idle > 0.0 {
+    let idle = if a.idle > 0.0 && want(Group::Idle) {
         bar.set_message("idle session");
         Some(bench.idle(&pool, a.idle)?)
     } else {
@@ -590,7 +617,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let floor = Bench::floor(&pool);
     let limit = pool.size();
     let mut latency = Vec::new();
-    for size in [64, 4096] {
+    let sizes: &[usize] = if want(Group::Latency) {
+        &[64, 4096]
+    } else {
+        &[]
+    };
+    for &size in sizes {
         let s = crate::units::fmt_size(size);
         step(&format!("persist {s}"));
         latency.push(bench.latency(
@@ -608,44 +640,51 @@ pub fn run(a: BenchArgs) -> Result<()> {
             },
         )?);
     }
-    step("read 4 KiB");
-    let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
-    latency.push(bench.latency(
-        &echo,
-        &pool,
-        "read 4 KiB",
-        "raw request, 16 B + 4 KiB answer",
-        &mut |l, _, rng| l.read(&mut b1, rng.offset(floor, limit, 4096, 8)),
-        &mut |p, rng| Ok(p.read(&mut b2, rng.offset(floor, limit, 4096, 8), 0)?),
-    )?);
-    step("flush + drain");
-    latency.push(bench.latency(
-        &echo,
-        &pool,
-        &format!("flush 4 KiB ×{FLUSHES} + drain"),
-        &format!("raw 4 KiB ×{FLUSHES} + request"),
-        &mut |l, src, rng| {
-            for _ in 0..FLUSHES {
-                let off = rng.offset(floor, limit, 4096, 8);
-                l.flush(&src[off..off + 4096], off)?;
-            }
-            l.drain()
-        },
-        &mut |p, rng| {
-            for _ in 0..FLUSHES {
-                p.flush(rng.offset(floor, limit, 4096, 8), 4096, 0, 0)?;
-            }
-            Ok(p.drain(0, 0)?)
-        },
-    )?);
+    if want(Group::Latency) {
+        step("read 4 KiB");
+        let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
+        latency.push(bench.latency(
+            &echo,
+            &pool,
+            "read 4 KiB",
+            "raw request, 16 B + 4 KiB answer",
+            &mut |l, _, rng| l.read(&mut b1, rng.offset(floor, limit, 4096, 8)),
+            &mut |p, rng| Ok(p.read(&mut b2, rng.offset(floor, limit, 4096, 8), 0)?),
+        )?);
+        step("flush + drain");
+        latency.push(bench.latency(
+            &echo,
+            &pool,
+            &format!("flush 4 KiB ×{FLUSHES} + drain"),
+            &format!("raw 4 KiB ×{FLUSHES} + request"),
+            &mut |l, src, rng| {
+                for _ in 0..FLUSHES {
+                    let off = rng.offset(floor, limit, 4096, 8);
+                    l.flush(&src[off..off + 4096], off)?;
+                }
+                l.drain()
+            },
+            &mut |p, rng| {
+                for _ in 0..FLUSHES {
+                    p.flush(rng.offset(floor, limit, 4096, 8), 4096, 0, 0)?;
+                }
+                Ok(p.drain(0, 0)?)
+            },
+        )?);
+    }
 
     let mut throughput = Vec::new();
-    for (lanes, flags) in [
-        (1, PERSIST_RELAXED),
-        (1, 0),
-        (2, PERSIST_RELAXED),
-        (4, PERSIST_RELAXED),
-    ] {
+    let shapes: &[(u32, u32)] = if want(Group::Throughput) {
+        &[
+            (1, PERSIST_RELAXED),
+            (1, 0),
+            (2, PERSIST_RELAXED),
+            (4, PERSIST_RELAXED),
+        ]
+    } else {
+        &[]
+    };
+    for &(lanes, flags) in shapes {
         let lanes = lanes.min(pool.nlanes());
         step(&format!("1 MiB persists on {lanes} lane(s)"));
         let pairs: Vec<(&Pool, u32)> = (0..lanes).map(|l| (&pool, l)).collect();
@@ -669,7 +708,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     drop(echo);
     let mut create = Vec::new();
     if let Some(l) = &bench.local {
-        for (i, &size) in a.create_sizes.iter().enumerate() {
+        for (i, &size) in a.create_sizes[..creates].iter().enumerate() {
             step(&format!(
                 "create + close of {}",
                 crate::units::fmt_size(size)
