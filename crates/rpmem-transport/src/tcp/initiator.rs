@@ -50,6 +50,25 @@ pub struct TcpLane {
     region: Region,
     spin: Duration,
     next_tag: u64,
+    /// Payload bytes sent since the last answer: the next answer can only
+    /// come once the target has taken them in.
+    in_flight: u64,
+}
+
+/// Longest extra polling for an answer behind a large transfer.
+const MAX_TRANSFER_SPIN: Duration = Duration::from_millis(20);
+
+/// The polling window for an answer that follows `bytes` of transfer: the
+/// configured window plus a nanosecond per byte (the time those bytes take
+/// at ~1 GB/s), so a lane that just sent a large persist does not go to
+/// sleep while the target is still receiving it. Polling stays off when
+/// the window is zero, and stays tied to activity: nothing in flight, no
+/// extension.
+fn answer_window(spin: Duration, bytes: u64) -> Duration {
+    if spin.is_zero() {
+        return spin;
+    }
+    spin + Duration::from_nanos(bytes).min(MAX_TRANSFER_SPIN)
 }
 
 impl TcpLane {
@@ -77,6 +96,7 @@ impl TcpLane {
             region,
             spin: options.spin,
             next_tag: 1,
+            in_flight: 0,
         };
         let hello = Hello {
             version: PROTO_VERSION,
@@ -128,11 +148,11 @@ impl TcpLane {
         Ok(())
     }
 
-    /// Fills `buf`, polling first (a reply within a round trip is then
-    /// picked up without a wake-up).
-    fn recv_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+    /// Fills `buf`, polling for up to `window` first (a reply within a round
+    /// trip is then picked up without a wake-up).
+    fn recv_exact(&self, buf: &mut [u8], window: Duration) -> io::Result<()> {
         let fd = self.stream.as_raw_fd();
-        let got = poll_then_block(self.spin, buf.len(), |done, nonblocking| {
+        let got = poll_then_block(window, buf.len(), |done, nonblocking| {
             sys::recv(fd, &mut buf[done..], nonblocking)
         })?;
         if got < buf.len() {
@@ -143,7 +163,8 @@ impl TcpLane {
 
     fn recv_ack(&mut self, tag: u64) -> Result<Status> {
         let mut raw = [0u8; ACK_LEN];
-        if let Err(e) = self.recv_exact(&mut raw) {
+        let window = answer_window(self.spin, std::mem::take(&mut self.in_flight));
+        if let Err(e) = self.recv_exact(&mut raw, window) {
             return Err(self.io_failed("waiting for the acknowledgement", &e));
         }
         let ack = match Ack::decode(&raw) {
@@ -199,6 +220,7 @@ impl TcpLane {
             };
             return Err(self.io_failed(what, &e));
         }
+        self.in_flight += body_len as u64;
         Ok(tag)
     }
 }
@@ -223,7 +245,8 @@ impl InitiatorLane for TcpLane {
         let tag = self.request(Op::Read, 0, offset, buf.len())?;
         let status = self.recv_ack(tag)?;
         if status == Status::Ok {
-            if let Err(e) = self.recv_exact(buf) {
+            let window = answer_window(self.spin, buf.len() as u64);
+            if let Err(e) = self.recv_exact(buf, window) {
                 return Err(self.io_failed("receiving read data", &e));
             }
         }
@@ -232,5 +255,23 @@ impl InitiatorLane for TcpLane {
 
     fn shutdown(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_window_grows_with_the_transfer_and_stays_bounded() {
+        let spin = Duration::from_micros(100);
+        assert_eq!(answer_window(spin, 0), spin);
+        assert_eq!(
+            answer_window(spin, 1 << 20),
+            spin + Duration::from_nanos(1 << 20)
+        );
+        assert_eq!(answer_window(spin, u64::MAX), spin + MAX_TRANSFER_SPIN);
+        // Polling switched off stays off.
+        assert_eq!(answer_window(Duration::ZERO, 1 << 20), Duration::ZERO);
     }
 }
