@@ -203,3 +203,29 @@ fn bench_runs_against_an_existing_pool_on_a_target() {
     // No create figure without a local poolset directory of the bench's own.
     assert!(!stdout.contains("create + close"), "{stdout}");
 }
+
+#[test]
+fn bench_runs_only_the_groups_asked_for() {
+    let mut cmd = Command::new(bin("rpmem"));
+    cmd.args([
+        "bench",
+        "--only",
+        "create",
+        "--create-sizes",
+        "4M",
+        "--rounds",
+        "1",
+        "--size",
+        "8M",
+        "--json",
+    ])
+    .env_remove("RPMEM_SSH")
+    .env_remove("RPMEM_CMD");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
+    assert!(out.status.success(), "bench failed: {out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["latency"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["throughput"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["create"].as_array().map(Vec::len), Some(1), "{r}");
+    assert!(r["idle"].is_null(), "{r}");
+}
