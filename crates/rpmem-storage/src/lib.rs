@@ -14,6 +14,7 @@
 mod error;
 pub mod flush;
 pub mod header;
+mod intent;
 mod pool;
 pub mod poolset;
 mod remove;

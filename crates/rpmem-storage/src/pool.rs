@@ -14,6 +14,7 @@ use rpmem_proto::PoolAttr;
 use crate::error::{Result, StorageError};
 use crate::flush::{self, Method};
 use crate::header::{PoolHeader, HEADER_LEN};
+use crate::intent;
 use crate::poolset::{PartSpec, PoolSet};
 use crate::sys::{self, Mapping};
 use crate::PAGE_SIZE;
@@ -187,6 +188,9 @@ impl Pool {
         }
         let pool = Pool::assemble(set, files)?;
         if let Some(a) = attr {
+            // An intent left by a pool these parts once held is not ours.
+            let path = intent::path_for(set);
+            intent::remove(&path).map_err(|e| StorageError::io("remove", &path, e))?;
             pool.write_new_headers(a)?;
         }
         // Report what the header holds (zero user flags became the host's).
@@ -205,6 +209,9 @@ impl Pool {
             files.push((spec.path.clone(), file, spec.is_device));
         }
         let pool = Pool::assemble(set, files)?;
+        if set.has_header() {
+            pool.finish_set_attr()?;
+        }
         let attr = pool.verify_headers()?;
         *pool.attr.lock().unwrap_or_else(|e| e.into_inner()) = attr;
         Ok(pool)
@@ -224,9 +231,13 @@ impl Pool {
     }
 
     fn write_header(&self, i: usize, h: &PoolHeader) -> Result<()> {
+        self.write_header_bytes(i, &h.to_bytes())
+    }
+
+    fn write_header_bytes(&self, i: usize, image: &[u8; HEADER_LEN]) -> Result<()> {
         let p = &self.parts[i];
         p.map
-            .write_atomic(0, &h.to_bytes())
+            .write_atomic(0, image)
             .map_err(|e| StorageError::io("write header of", &p.path, e))?;
         p.map
             .msync(0, HEADER_LEN)
@@ -328,6 +339,11 @@ impl Pool {
     /// Rewrites the attributes in every header (as PMDK's
     /// `util_replica_set_attr`: part 0's uuid and its neighbours' links follow
     /// `attr.uuid`), checksums and syncs them.
+    ///
+    /// Crash-safe: the new headers are first recorded in a durable intent
+    /// file beside part 0 (`PART0.rpmem-set-attr`), which open completes if
+    /// the rewrite was cut short; a crash at any instant leaves the old
+    /// attributes or the new ones.
     pub fn set_attr(&self, attr: &PoolAttr) -> Result<()> {
         if !self.has_header() {
             return Err(StorageError::Config(format!(
@@ -338,6 +354,7 @@ impl Pool {
         let mut cached = self.attr.lock().unwrap_or_else(|e| e.into_inner());
         let n = self.parts.len();
         let mut hdrs = Vec::new();
+        let mut old_uuids = Vec::new();
         for i in self.header_parts() {
             let h = PoolHeader::from_bytes(&self.read_header(i)?).map_err(|reason| {
                 StorageError::BadHeader {
@@ -345,6 +362,7 @@ impl Pool {
                     reason,
                 }
             })?;
+            old_uuids.push(h.uuid);
             hdrs.push((i, h));
         }
         for (i, h) in &mut hdrs {
@@ -359,11 +377,53 @@ impl Pool {
                 h.prev_part_uuid = attr.uuid;
             }
         }
-        for (i, h) in &hdrs {
-            self.write_header(*i, h)?;
+        // Durable intent first: from here on a crash at any instant leaves
+        // headers that open completes to the new attributes.
+        let entries: Vec<intent::Entry> = hdrs
+            .iter()
+            .zip(&old_uuids)
+            .map(|((i, h), old_uuid)| intent::Entry {
+                part: *i,
+                old_uuid: *old_uuid,
+                image: h.to_bytes(),
+            })
+            .collect();
+        let path = intent::path_for(&self.set);
+        intent::write(&path, &entries).map_err(|e| StorageError::io("write", &path, e))?;
+        for e in &entries {
+            self.write_header_bytes(e.part, &e.image)?;
         }
         *cached = Some(*attr);
-        Ok(())
+        intent::remove(&path).map_err(|e| StorageError::io("remove", &path, e))
+    }
+
+    /// Completes a set_attr that a crash cut short (see the `intent`
+    /// module): writes every header it recorded. An intent that is
+    /// incomplete, or belongs to a pool these parts no longer hold, is
+    /// removed without touching a header.
+    fn finish_set_attr(&self) -> Result<()> {
+        let path = intent::path_for(&self.set);
+        let io_err = |e| StorageError::io("recover the set_attr intent", &path, e);
+        if let intent::Found::Valid(entries) = intent::read(&path).map_err(io_err)? {
+            let parts: Vec<usize> = self.header_parts().collect();
+            let ours = entries.len() == parts.len()
+                && entries.iter().zip(&parts).all(|(e, &i)| {
+                    e.part == i
+                        && PoolHeader::from_bytes(&e.image).is_ok()
+                        && self.read_header(i).is_ok_and(|b| {
+                            // A torn header is what the intent repairs; an
+                            // intact one must be this change's old or new.
+                            PoolHeader::from_bytes(&b)
+                                .map_or(true, |h| h.uuid == e.old_uuid || b == e.image)
+                        })
+                });
+            if ours {
+                for e in &entries {
+                    self.write_header_bytes(e.part, &e.image)?;
+                }
+            }
+        }
+        intent::remove(&path).map_err(io_err)
     }
 
     /// Checks that `offset..offset+len` lies inside the pool.

@@ -84,6 +84,8 @@ pub fn remove(set_path: &Path, force: bool, remove_set: bool) -> Result<()> {
             Err(e) => return Err(StorageError::io("remove", &part.path, e)),
         }
     }
+    let intent = crate::intent::path_for(&set);
+    crate::intent::remove(&intent).map_err(|e| StorageError::io("remove", &intent, e))?;
     if remove_set {
         fs::remove_file(set_path).map_err(|e| StorageError::io("remove", set_path, e))?;
     }
