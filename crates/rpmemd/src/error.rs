@@ -36,6 +36,11 @@ pub enum DaemonError {
     /// The initiator sent something that is not the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The initiator went away (end of input, or the control channel
+    /// failed) with the pool still open; already logged. An abnormal end of
+    /// the session, as PMDK's rpmemd treats it.
+    #[error("the initiator went away without closing the pool")]
+    Abandoned,
     /// A request failed and the failure was reported to the initiator; the
     /// daemon exits with this errno-like status.
     #[error("{message}")]
@@ -66,6 +71,9 @@ impl DaemonError {
             DaemonError::Storage(e) => e.errno(),
             DaemonError::Protocol(_) => libc::EPROTO,
             DaemonError::Reported { code, .. } => *code,
+            // PMDK's rpmemd exits 1 when its out-of-band connection ends
+            // without a close request.
+            DaemonError::Abandoned => 1,
         }
     }
 }

@@ -87,8 +87,9 @@ fn main() {
         Ok(()) => 0,
         Err(e) => {
             let code = e.exit_code();
-            // Refusals were already logged and reported to the initiator.
-            if !matches!(e, DaemonError::Reported { .. }) {
+            // Refusals were already logged and reported to the initiator;
+            // an abandoned session was logged as it ended.
+            if !matches!(e, DaemonError::Reported { .. } | DaemonError::Abandoned) {
                 error!("{e}");
                 if log::max_level() == log::LevelFilter::Off || !logger::writes_stderr() {
                     eprintln!("rpmemd: {e}");

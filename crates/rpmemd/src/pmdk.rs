@@ -198,9 +198,10 @@ fn control_loop(
         {
             Ok(Some(r)) => r,
             Ok(None) | Err(DaemonError::Io { .. }) => {
-                info!("pool set '{set_name}': the initiator went away; closing");
+                // As PMDK's rpmemd: an abnormal end, exit status 1.
+                warn!("pool set '{set_name}': the initiator went away without closing the pool; closing it");
                 session.stop();
-                return Ok(());
+                return Err(DaemonError::Abandoned);
             }
             Err(e) => {
                 error!("pool set '{set_name}': {e}; closing");

@@ -329,6 +329,15 @@ fn close(server: DataServer) {
     }
 }
 
+/// The initiator vanished without a close request: the pool is closed as
+/// usual (pending flushes made durable, locks released) and the session ends
+/// as abnormal, as PMDK's rpmemd ends it (exit status 1).
+fn abandoned(server: DataServer, set_name: &str, why: &str) -> Result<()> {
+    warn!("pool set '{set_name}': the initiator went away without closing the pool ({why}); closing it");
+    close(server);
+    Err(DaemonError::Abandoned)
+}
+
 fn control_loop(
     input: &mut impl Read,
     out: &mut impl Write,
@@ -339,14 +348,10 @@ fn control_loop(
         let req = match read_frame(input) {
             Ok(Some(r)) => r,
             Ok(None) => {
-                info!("pool set '{set_name}': the initiator went away; closing");
-                close(server);
-                return Ok(());
+                return abandoned(server, set_name, "end of input");
             }
             Err(DaemonError::Io { what, source }) => {
-                info!("pool set '{set_name}': {what}: {source}; closing");
-                close(server);
-                return Ok(());
+                return abandoned(server, set_name, &format!("{what}: {source}"));
             }
             Err(e) => {
                 error!("pool set '{set_name}': {e}; closing");
@@ -371,9 +376,7 @@ fn control_loop(
                     }
                 };
                 if let Err(e) = send(out, &resp) {
-                    info!("{e}; closing");
-                    close(server);
-                    return Ok(());
+                    return abandoned(server, set_name, &e.to_string());
                 }
             }
             Request::Close => {
@@ -393,9 +396,7 @@ fn control_loop(
                         message: msg,
                     },
                 ) {
-                    info!("{e}; closing");
-                    close(server);
-                    return Ok(());
+                    return abandoned(server, set_name, &e.to_string());
                 }
             }
         }

@@ -172,6 +172,7 @@ fn log_file_receives_the_log() {
     let log = env.home().join("rpmemd.log");
     let mut d = env.spawn(&["--log-level", "notice", "--log-file", log.to_str().unwrap()]);
     opened(d.create("l.set", 2 * M, 1, None));
+    assert_eq!(d.call(&Request::Close), Response::Ok);
     let (st, err) = d.finish();
     assert!(st.success());
     assert!(err.is_empty(), "nothing on stderr: {err}");

@@ -138,6 +138,12 @@ impl Daemon {
         })
     }
 
+    /// Closes the pool (a close request, answered Ok), then as `finish`.
+    pub fn close(mut self) -> (ExitStatus, String) {
+        assert_eq!(self.call(&Request::Close), Response::Ok);
+        self.finish()
+    }
+
     /// Closes stdin and waits; returns the status and stderr.
     pub fn finish(mut self) -> (ExitStatus, String) {
         drop(self.stdin.take());
