@@ -15,7 +15,7 @@ export RUSTFLAGS="-Cpasses=sancov-module \
  -Cllvm-args=-sanitizer-coverage-trace-compares \
  --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 cargo build --release --target "$triple" --bins
-for t in control data pmdk; do
+for t in control data pmdk poolset header; do
     mkdir -p "corpus/$t" "artifacts/$t"
     echo "fuzzing $t for ${secs}s"
     "target/$triple/release/$t" -max_total_time="$secs" -print_final_stats=1 \
