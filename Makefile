@@ -7,6 +7,8 @@
 #   make demo                  install into target/demo-prefix and run `rpmem demo`
 #   make test                  install into target/test-prefix and run every test
 #   make bench                 install into target/bench-prefix and run `rpmem bench`
+#   make soak DURATION=S       install into target/test-prefix and run the randomized
+#                              crash test for S seconds (default 300; make test runs 30)
 #   make lint                  rustfmt check + clippy with warnings as errors
 
 CARGO   ?= cargo
@@ -44,7 +46,7 @@ BASHCOMPDIR := $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR  := $(DATADIR)/zsh/site-functions
 FISHCOMPDIR := $(DATADIR)/fish/vendor_completions.d
 
-.PHONY: all build install demo test bench lint clean
+.PHONY: all build install demo test bench soak lint clean
 
 all: build
 
@@ -81,6 +83,12 @@ test:
 bench:
 	$(MAKE) --no-print-directory install PREFIX=$(BENCH_PREFIX) DESTDIR=
 	$(BENCH_PREFIX)/bin/rpmem bench $(BENCH_ARGS)
+
+DURATION ?= 300
+
+soak:
+	$(MAKE) --no-print-directory install PREFIX=$(TEST_PREFIX) DESTDIR=
+	RPMEM_PREFIX=$(TEST_PREFIX) RPMEM_SOAK_SECS=$(DURATION) $(CARGO) test --release -p e2e --test faults soak -- --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1552,3 +1552,341 @@ fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing()
     let log = t.log();
     assert!(log.contains("bad request header"), "{log}");
 }
+
+// ---------------------------------------------------------------------------
+// 7. Randomized crashes.
+
+const SOAK_C: &str = r#"
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <librpmem.h>
+
+/* usage: soak TARGET SET POOL_SIZE NLANES ROUND SEED create|open
+ * Lane threads each own a stripe of the pool past its 4 KiB header and fill
+ * it with 256-byte blocks, front to back, by a random mix of persist (flags
+ * 0 or RELAXED, one or several blocks), flushes then a drain, and
+ * deep_persist; after each call that returned 0 they print "ack LANE BLOCK
+ * COUNT" for the blocks it made durable. Another thread sets the attributes
+ * over and over ("attrsend N" before the call, "attr N" after it returned
+ * 0; major = N). A thread stops at its first failure ("fail ..."); once
+ * every lane has stopped, the pool is closed ("closed RC") and the program
+ * exits 0. */
+#define BLOCK 256
+static RPMEMpool *rpp;
+static unsigned char *pool;
+static size_t stripe_blocks;
+static unsigned round_no, seed;
+static volatile int lanes_left;
+static pthread_mutex_t out = PTHREAD_MUTEX_INITIALIZER;
+
+static void say(const char *fmt, unsigned long a, unsigned long b, unsigned long c) {
+	pthread_mutex_lock(&out);
+	printf(fmt, a, b, c);
+	fflush(stdout);
+	pthread_mutex_unlock(&out);
+}
+static unsigned char pattern(unsigned lane, size_t block, size_t j) {
+	return (unsigned char)((round_no * 131 + lane * 31 + block * 7 + j) % 251 + 1);
+}
+static void fill(unsigned lane, size_t first, size_t n) {
+	for (size_t b = first; b < first + n; b++)
+		for (size_t j = 0; j < BLOCK; j++)
+			pool[4096 + (lane * stripe_blocks + b) * BLOCK + j] = pattern(lane, b, j);
+}
+static size_t off(unsigned lane, size_t b) {
+	return 4096 + (lane * stripe_blocks + b) * BLOCK;
+}
+static void failed(const char *what, unsigned lane) {
+	pthread_mutex_lock(&out);
+	printf("fail %s %u %d %s\n", what, lane, errno, rpmem_errormsg());
+	fflush(stdout);
+	pthread_mutex_unlock(&out);
+}
+static void *lane_main(void *arg) {
+	unsigned lane = (unsigned)(size_t)arg;
+	unsigned r = seed * 7919 + lane;
+	size_t b = 0;
+	while (b < stripe_blocks) {
+		size_t n = 1 + rand_r(&r) % 8;
+		if (n > stripe_blocks - b)
+			n = stripe_blocks - b;
+		fill(lane, b, n);
+		int op = rand_r(&r) % 10, rc = 0;
+		if (op < 5) {
+			unsigned fl = (op % 2) ? RPMEM_PERSIST_RELAXED : 0;
+			rc = rpmem_persist(rpp, off(lane, b), n * BLOCK, lane, fl);
+		} else if (op < 8) {
+			for (size_t k = 0; k < n && !rc; k++) {
+				unsigned fl = (k % 2) ? RPMEM_FLUSH_RELAXED : 0;
+				rc = rpmem_flush(rpp, off(lane, b + k), BLOCK, lane, fl);
+			}
+			if (!rc)
+				rc = rpmem_drain(rpp, lane, 0);
+		} else {
+			rc = rpmem_deep_persist(rpp, off(lane, b), n * BLOCK, lane);
+		}
+		if (rc) {
+			failed("lane", lane);
+			break;
+		}
+		say("ack %lu %lu %lu\n", lane, b, n);
+		b += n;
+	}
+	__sync_fetch_and_sub(&lanes_left, 1);
+	return NULL;
+}
+static void *attr_main(void *arg) {
+	(void)arg;
+	struct rpmem_pool_attr a;
+	memset(&a, 0, sizeof(a));
+	memcpy(a.signature, "SOAKTEST", 8);
+	memset(a.poolset_uuid, 0x5a, sizeof(a.poolset_uuid));
+	for (unsigned k = 1; lanes_left > 0; k++) {
+		unsigned n = round_no * 100000 + k;
+		a.major = n;
+		memcpy(a.uuid, &n, sizeof(n));
+		say("attrsend %lu\n", n, 0, 0);
+		if (rpmem_set_attr(rpp, &a)) {
+			failed("set_attr", 0);
+			break;
+		}
+		say("attr %lu\n", n, 0, 0);
+	}
+	return NULL;
+}
+int main(int argc, char **argv) {
+	if (argc != 8) return 64;
+	size_t size = strtoull(argv[3], NULL, 0);
+	unsigned nlanes = (unsigned)strtoul(argv[4], NULL, 0);
+	round_no = (unsigned)strtoul(argv[5], NULL, 0);
+	seed = (unsigned)strtoul(argv[6], NULL, 0);
+	if (posix_memalign((void **)&pool, 4096, size)) return 65;
+	memset(pool, 0, size);
+	unsigned want = nlanes;
+	struct rpmem_pool_attr a;
+	memset(&a, 0, sizeof(a));
+	memcpy(a.signature, "SOAKTEST", 8);
+	memset(a.poolset_uuid, 0x5a, sizeof(a.poolset_uuid));
+	if (strcmp(argv[7], "create") == 0)
+		rpp = rpmem_create(argv[1], argv[2], pool, size, &nlanes, &a);
+	else
+		rpp = rpmem_open(argv[1], argv[2], pool, size, &nlanes, &a);
+	if (!rpp || nlanes != want) {
+		printf("open-failed %d %s\n", errno, rpmem_errormsg());
+		return 2;
+	}
+	printf("opened\n");
+	fflush(stdout);
+	stripe_blocks = (size - 4096) / nlanes / BLOCK;
+	lanes_left = (int)nlanes;
+	pthread_t t[64], at;
+	for (unsigned l = 0; l < nlanes; l++)
+		pthread_create(&t[l], NULL, lane_main, (void *)(size_t)l);
+	pthread_create(&at, NULL, attr_main, NULL);
+	for (unsigned l = 0; l < nlanes; l++)
+		pthread_join(t[l], NULL);
+	pthread_join(at, NULL);
+	printf("closed %d\n", rpmem_close(rpp));
+	fflush(stdout);
+	return 0;
+}
+"#;
+
+/// The byte block `block` of lane `lane` holds at `j` in soak round `round`
+/// (SOAK_C's `pattern`).
+fn soak_pattern(round: u64, lane: u64, block: u64, j: u64) -> u8 {
+    ((round * 131 + lane * 31 + block * 7 + j) % 251 + 1) as u8
+}
+
+/// How a soak round ends.
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    /// SIGKILL of rpmemd.
+    Target,
+    /// SIGKILL of the initiator.
+    Initiator,
+    /// Every data connection reset (`ss -K`), as a broken link does.
+    Link,
+}
+
+/// A random number below `n` (std's randomly keyed hasher over the clock).
+fn random_below(n: u64) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(Instant::now()) % n
+}
+
+/// Lanes persist, flush + drain and deep_persist at random while set_attr
+/// runs beside them, on a pool with a header in every part; at a random
+/// instant rpmemd is SIGKILLed, or the initiator is, or the data connections
+/// are reset. After each, the pool opens, holds every acknowledged block,
+/// and has the last acknowledged attributes or the ones in flight.
+/// `RPMEM_SOAK_SECS` sets how long it runs (default 30; `make soak
+/// DURATION=…`).
+#[test]
+fn soak_random_crashes_keep_every_acknowledged_write() {
+    const PART: usize = 2 * MIB;
+    const PARTS: usize = 4;
+    const LANES: u64 = 4;
+    const BLOCK: usize = 256;
+    let secs: u64 = std::env::var("RPMEM_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let size = PARTS * PART - (PARTS - 1) * 4096;
+    let t = LocalTarget::new();
+    let mut set = String::from("PMEMPOOLSET\n");
+    for i in 0..PARTS {
+        set.push_str(&format!(
+            "{PART} {}\n",
+            t.dir().join(format!("soak.part{i}")).display()
+        ));
+    }
+    t.write_poolset("soak.set", &set);
+    let exe = {
+        let src = std::env::temp_dir().join(format!("soak-{}.c", std::process::id()));
+        fs::write(&src, SOAK_C).expect("write C source");
+        compile_c(&src)
+    };
+    eprintln!("soak: {secs} s");
+    let crashes: &[Crash] = if is_root() && e2e::have_tool("ss") {
+        &[Crash::Target, Crash::Initiator, Crash::Link]
+    } else {
+        eprintln!("soak: no link cuts (they need root and ss)");
+        &[Crash::Target, Crash::Initiator]
+    };
+    let cfg = t.config();
+    let stripe_blocks = (size - 4096) / LANES as usize / BLOCK;
+    let mut attr_major: u32 = 0;
+    let start = Instant::now();
+    let mut counts = [0usize; 3];
+    let mut round = 0u64;
+    while round == 0 || start.elapsed() < Duration::from_secs(secs) {
+        round += 1;
+        let mode = if round == 1 { "create" } else { "open" };
+        let mut w = Command::new(&exe)
+            .args([
+                "localhost",
+                "soak.set",
+                &size.to_string(),
+                &LANES.to_string(),
+            ])
+            .arg(round.to_string())
+            .arg(random_below(1 << 30).to_string())
+            .arg(mode)
+            .envs(t.env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the soak writer");
+        let mut lines = BufReader::new(w.stdout.take().expect("piped")).lines();
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        assert_eq!(first, "opened", "round {round}: log:\n{}", t.log());
+        let daemon = served(&t, "soak.set");
+        // Read the writer's lines on a thread; the crash comes meanwhile.
+        let (tx, rx) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            for l in lines.map_while(|l| l.ok()) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        thread::sleep(Duration::from_millis(20 + random_below(300)));
+        let crash = crashes[random_below(crashes.len() as u64) as usize];
+        counts[crash as usize] += 1;
+        match crash {
+            Crash::Target => signal(daemon.pid, "KILL"),
+            Crash::Initiator => {
+                let _ = w.kill();
+            }
+            Crash::Link => {
+                let filter = format!("( dport = :{0} or sport = :{0} )", daemon.port);
+                let st = Command::new("ss")
+                    .args(["-K", &filter])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("run ss");
+                assert!(st.success(), "ss -K failed");
+            }
+        }
+        let exited = {
+            let deadline = Instant::now() + HANG;
+            loop {
+                if let Some(st) = w.try_wait().unwrap() {
+                    break st;
+                }
+                if Instant::now() > deadline {
+                    let _ = w.kill();
+                    panic!("round {round} ({crash:?}): the writer hung");
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        };
+        reader.join().unwrap();
+        wait_gone(daemon.pid, HANG);
+        let mut acked: Vec<Vec<bool>> = vec![vec![false; stripe_blocks]; LANES as usize];
+        let (mut last_acked, mut last_sent) = (attr_major, attr_major);
+        for l in rx.try_iter() {
+            let f: Vec<&str> = l.split(' ').collect();
+            match f[0] {
+                "ack" => {
+                    let n: Vec<usize> = f[1..].iter().map(|x| x.parse().unwrap()).collect();
+                    acked[n[0]][n[1]..n[1] + n[2]].fill(true);
+                }
+                "attrsend" => last_sent = f[1].parse().unwrap(),
+                "attr" => last_acked = f[1].parse().unwrap(),
+                "fail" | "closed" => {}
+                _ => panic!("round {round}: writer said {l:?}"),
+            }
+        }
+        if !matches!(crash, Crash::Initiator) {
+            assert!(
+                exited.success(),
+                "round {round} ({crash:?}): writer {exited}"
+            );
+        }
+        // The pool opens, with every acknowledged block and the attributes
+        // of the last acknowledged set_attr or of the one in flight.
+        let (pool, attr) = Pool::open(&cfg, "localhost", "soak.set", size, 1)
+            .unwrap_or_else(|e| panic!("round {round} ({crash:?}): open: {e}; log:\n{}", t.log()));
+        assert!(
+            attr.major == last_acked || attr.major == last_sent,
+            "round {round} ({crash:?}): attributes {} (last acknowledged {last_acked}, last sent {last_sent})",
+            attr.major
+        );
+        attr_major = attr.major;
+        let mut data = vec![0u8; size];
+        pool.read(&mut data, 0, 0).unwrap();
+        pool.close().unwrap();
+        let mut n_acked = 0;
+        for (lane, blocks) in acked.iter().enumerate() {
+            for (b, _) in blocks.iter().enumerate().filter(|(_, a)| **a) {
+                n_acked += 1;
+                let at = 4096 + (lane * stripe_blocks + b) * BLOCK;
+                let bad = (0..BLOCK).find(|&j| {
+                    data[at + j] != soak_pattern(round, lane as u64, b as u64, j as u64)
+                });
+                assert!(
+                    bad.is_none(),
+                    "round {round} ({crash:?}): acknowledged block {b} of lane {lane} is not intact at byte {bad:?}"
+                );
+            }
+        }
+        eprintln!(
+            "soak round {round}: {crash:?}, {n_acked} blocks acknowledged, attributes {}",
+            attr.major
+        );
+    }
+    eprintln!(
+        "soak: {round} rounds in {:?} (target killed {}, initiator killed {}, link cut {})",
+        start.elapsed(),
+        counts[0],
+        counts[1],
+        counts[2]
+    );
+}
