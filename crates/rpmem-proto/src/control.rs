@@ -113,6 +113,72 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, DecodeError> {
     Ok(len)
 }
 
+/// How reading a frame from a byte stream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The stream ended inside a frame; `in_body`: after its length prefix.
+    #[error("control channel closed mid-frame")]
+    Cut {
+        /// Whether the length prefix had been read.
+        in_body: bool,
+    },
+    /// The length prefix is not acceptable.
+    #[error(transparent)]
+    Bad(#[from] DecodeError),
+    /// Reading failed.
+    #[error("reading the control channel: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Reads one frame from `input` and returns its body (without the length
+/// prefix), for [`Request::decode`] or [`Response::decode`]. `Ok(None)`:
+/// the stream ended cleanly before a frame. The length is checked with
+/// [`frame_len`] before anything is allocated.
+pub fn read_frame(input: &mut impl std::io::Read) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < prefix.len() {
+        match input.read(&mut prefix[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Cut { in_body: false }),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    read_body(prefix, input).map(Some)
+}
+
+/// Reads the body of the frame whose length prefix `prefix` has been read
+/// (e.g. to tell the protocol by the first bytes).
+pub fn read_body(prefix: [u8; 4], input: &mut impl std::io::Read) -> Result<Vec<u8>, FrameError> {
+    let mut body = vec![0u8; frame_len(prefix)?];
+    input.read_exact(&mut body).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FrameError::Cut { in_body: true }
+        } else {
+            FrameError::Io(e)
+        }
+    })?;
+    Ok(body)
+}
+
+/// What a legal response means for the request it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Create or open succeeded: the session to join.
+    Opened(Session),
+    /// Set-attributes or close succeeded.
+    Done,
+    /// The daemon refused the request.
+    Refused {
+        /// Why, as a protocol status.
+        status: Status,
+        /// The daemon's explanation.
+        message: String,
+    },
+}
+
 fn frame(body: impl FnOnce(&mut Writer<'_>)) -> Vec<u8> {
     let mut out = vec![0u8; 4];
     body(&mut Writer(&mut out));
@@ -122,6 +188,37 @@ fn frame(body: impl FnOnce(&mut Writer<'_>)) -> Vec<u8> {
 }
 
 impl Request {
+    /// The request's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Create { .. } => "create",
+            Request::Open { .. } => "open",
+            Request::SetAttr { .. } => "set_attr",
+            Request::Close => "close",
+        }
+    }
+
+    /// Whether this request opens a pool: the first request of a session
+    /// must, and no later one may.
+    pub fn opens_pool(&self) -> bool {
+        matches!(self, Request::Create { .. } | Request::Open { .. })
+    }
+
+    /// The legal answers: create and open are answered by `Opened` or
+    /// `Error`, set-attributes and close by `Ok` or `Error`. Any other
+    /// response is a protocol violation.
+    pub fn answer(&self, resp: Response) -> Result<Answer, DecodeError> {
+        match (self.opens_pool(), resp) {
+            (_, Response::Error { status, message }) => Ok(Answer::Refused { status, message }),
+            (true, Response::Opened(s)) => Ok(Answer::Opened(s)),
+            (false, Response::Ok) => Ok(Answer::Done),
+            _ => Err(DecodeError::Unexpected {
+                what: "response",
+                to: self.name(),
+            }),
+        }
+    }
+
     /// Encodes the request as a complete frame (length prefix included).
     pub fn encode(&self) -> Vec<u8> {
         frame(|w| match self {
@@ -282,6 +379,70 @@ mod tests {
         let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
         assert_eq!(len, frame.len() - 4);
         &frame[4..]
+    }
+
+    #[test]
+    fn frames_are_read_whole_or_refused() {
+        let f = Request::Close.encode();
+        let mut two = [f.clone(), f.clone()].concat();
+        let mut input = &two[..];
+        for _ in 0..2 {
+            let b = read_frame(&mut input).unwrap().unwrap();
+            assert_eq!(Request::decode(&b).unwrap(), Request::Close);
+        }
+        assert!(read_frame(&mut input).unwrap().is_none());
+        two.truncate(f.len() + 2);
+        let mut input = &two[f.len()..];
+        assert!(matches!(
+            read_frame(&mut input),
+            Err(FrameError::Cut { in_body: false })
+        ));
+        let mut input = &f[..f.len() - 1];
+        assert!(matches!(
+            read_frame(&mut input),
+            Err(FrameError::Cut { in_body: true })
+        ));
+        for bad in [[0u8, 0, 0, 0], [0xff, 0xff, 0xff, 0x7f]] {
+            assert!(matches!(read_frame(&mut &bad[..]), Err(FrameError::Bad(_))));
+        }
+    }
+
+    #[test]
+    fn only_legal_responses_answer_a_request() {
+        let open = Request::Open {
+            version: 1,
+            pool_set: "a".into(),
+            pool_size: 1,
+            nlanes: 1,
+        };
+        let refused = Response::Error {
+            status: Status::Busy,
+            message: "m".into(),
+        };
+        for req in [
+            &open,
+            &Request::Close,
+            &Request::SetAttr {
+                attr: PoolAttr::default(),
+            },
+        ] {
+            assert!(matches!(
+                req.answer(refused.clone()),
+                Ok(Answer::Refused {
+                    status: Status::Busy,
+                    ..
+                })
+            ));
+        }
+        assert_eq!(
+            open.answer(Response::Ok),
+            Err(DecodeError::Unexpected {
+                what: "response",
+                to: "open"
+            })
+        );
+        assert_eq!(Request::Close.answer(Response::Ok), Ok(Answer::Done));
+        assert!(open.opens_pool() && !Request::Close.opens_pool());
     }
 
     #[test]

@@ -22,6 +22,50 @@ pub const ACK_LEN: usize = 16;
 /// Flag: the transfer need not be atomic at 8-byte granularity.
 pub const FLAG_RELAXED: u8 = 1;
 
+/// librpmem's flag for persist and flush (`RPMEM_PERSIST_RELAXED`,
+/// `RPMEM_FLUSH_RELAXED`): the caller does not need 8-byte atomicity.
+pub const API_RELAXED: u32 = 1;
+
+/// The wire flags for librpmem API flags, or `None` if `api` has a bit the
+/// API does not define. The two sets are separate on purpose: API values
+/// are fixed by librpmem's header, wire values by this protocol.
+pub fn wire_flags(api: u32) -> Option<u8> {
+    if api & !API_RELAXED != 0 {
+        return None;
+    }
+    Some(if api & API_RELAXED != 0 {
+        FLAG_RELAXED
+    } else {
+        0
+    })
+}
+
+/// Tag of the ack that answers a [`Hello`].
+pub const HELLO_TAG: u64 = 0;
+
+/// The tags of one lane's requests: 1, 2, 3, … ([`HELLO_TAG`] is never
+/// reused, not even after wrapping).
+#[derive(Debug, Clone)]
+pub struct Tags(u64);
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags(HELLO_TAG + 1)
+    }
+}
+
+impl Tags {
+    /// The next request's tag.
+    pub fn next_tag(&mut self) -> u64 {
+        let t = self.0;
+        self.0 = match self.0.wrapping_add(1) {
+            HELLO_TAG => HELLO_TAG + 1,
+            n => n,
+        };
+        t
+    }
+}
+
 /// First message on a data connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
@@ -126,6 +170,13 @@ impl RequestHeader {
         out
     }
 
+    /// The tag of a header that may not decode, to answer it with a refusal.
+    pub fn tag_of(raw: &[u8; HEADER_LEN]) -> u64 {
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&raw[HEADER_LEN - 8..]);
+        u64::from_le_bytes(tag)
+    }
+
     /// Decodes the fixed wire form; unknown ops and flag bits are errors.
     pub fn decode(raw: &[u8; HEADER_LEN]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(raw);
@@ -174,6 +225,19 @@ pub struct Ack {
 }
 
 impl Ack {
+    /// The status, if this ack answers the request tagged `tag` (a lane's
+    /// answers come in the order of its requests).
+    pub fn answering(&self, tag: u64) -> Result<Status, DecodeError> {
+        if self.tag == tag {
+            Ok(self.status)
+        } else {
+            Err(DecodeError::Unexpected {
+                what: "acknowledgement",
+                to: "another request",
+            })
+        }
+    }
+
     /// Encodes to the fixed wire size.
     pub fn encode(&self) -> [u8; ACK_LEN] {
         let mut out = [0u8; ACK_LEN];
@@ -252,6 +316,38 @@ mod tests {
         .encode();
         hello[0] = b'X';
         assert!(Hello::decode(&hello).is_err());
+    }
+
+    #[test]
+    fn api_flags_map_explicitly() {
+        assert_eq!(wire_flags(0), Some(0));
+        assert_eq!(wire_flags(API_RELAXED), Some(FLAG_RELAXED));
+        assert_eq!(wire_flags(2), None);
+        assert_eq!(wire_flags(u32::MAX), None);
+    }
+
+    #[test]
+    fn tags_skip_the_hello_tag_and_acks_match_them() {
+        let mut t = Tags::default();
+        assert_eq!((t.next_tag(), t.next_tag()), (1, 2));
+        let mut t = Tags(u64::MAX);
+        assert_eq!((t.next_tag(), t.next_tag()), (u64::MAX, 1));
+        let a = Ack {
+            tag: 5,
+            status: Status::Fatal,
+        };
+        assert_eq!(a.answering(5), Ok(Status::Fatal));
+        assert!(a.answering(4).is_err());
+        let h = RequestHeader {
+            op: Op::Read,
+            flags: 0,
+            offset: 1,
+            length: 2,
+            tag: 77,
+        };
+        let mut raw = h.encode();
+        raw[0] = 0xee;
+        assert_eq!(RequestHeader::tag_of(&raw), 77);
     }
 
     proptest! {

@@ -52,6 +52,15 @@ pub enum DecodeError {
         /// The value found.
         value: u64,
     },
+    /// A well-formed message that the protocol does not allow here (a
+    /// response of the wrong kind, an answer to another request).
+    #[error("unexpected {what} to {to}")]
+    Unexpected {
+        /// What arrived.
+        what: &'static str,
+        /// What it answered.
+        to: &'static str,
+    },
     /// A field holds a value that is not allowed (bad magic, bad UTF-8, junk
     /// after the message, reserved bits set).
     #[error("malformed message: {0}")]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rpmem_proto::control::{self, Request, Response};
+use rpmem_proto::control::{self, Answer, FrameError, Request, Response};
 use rpmem_proto::pmdk::obc;
 
 use crate::config::{Config, Target};
@@ -142,6 +142,27 @@ pub(crate) struct Control {
     greeted: bool,
 }
 
+/// The control channel of a session, as the engine drives it: the ssh
+/// session to rpmemd ([`RemotePool::create`](crate::RemotePool::create)),
+/// or whatever a caller of
+/// [`RemotePool::establish`](crate::RemotePool::establish) brings.
+pub trait ControlChannel: Send {
+    /// Sends `req` and returns the (legal) answer to it.
+    fn call(&mut self, req: &Request) -> Result<Answer>;
+    /// Ends the channel: closes our end and reaps whatever carried it.
+    fn finish(&mut self);
+}
+
+impl ControlChannel for Control {
+    fn call(&mut self, req: &Request) -> Result<Answer> {
+        Control::call(self, req)
+    }
+
+    fn finish(&mut self) {
+        Control::finish(self);
+    }
+}
+
 impl Control {
     /// Starts `remote_cmd` on `target` through the ssh client.
     pub(crate) fn start(cfg: &Config, target: &Target, remote_cmd: &str) -> Result<Control> {
@@ -172,7 +193,7 @@ impl Control {
     }
 
     /// Sends a request and waits for its response.
-    pub(crate) fn call(&mut self, req: &Request) -> Result<Response> {
+    pub(crate) fn call(&mut self, req: &Request) -> Result<Answer> {
         let frame = req.encode();
         let sent = match &self.stdin {
             Some(stdin) => sys::write_pipe(stdin.as_raw_fd(), &frame),
@@ -220,16 +241,18 @@ impl Control {
                 }
             }
         }
-        let mut prefix = [0u8; 4];
-        if self.stdout.read_exact(&mut prefix).is_err() {
-            return Err(self.died("before answering"));
-        }
-        let len = control::frame_len(prefix).map_err(|e| Error::Protocol(e.to_string()))?;
-        let mut body = vec![0u8; len];
-        if self.stdout.read_exact(&mut body).is_err() {
-            return Err(self.died("in the middle of an answer"));
-        }
-        Response::decode(&body).map_err(|e| Error::Protocol(e.to_string()))
+        let body = match control::read_frame(&mut self.stdout) {
+            Ok(Some(b)) => b,
+            Ok(None) | Err(FrameError::Io(_)) | Err(FrameError::Cut { in_body: false }) => {
+                return Err(self.died("before answering"))
+            }
+            Err(FrameError::Cut { in_body: true }) => {
+                return Err(self.died("in the middle of an answer"))
+            }
+            Err(FrameError::Bad(e)) => return Err(Error::Protocol(e.to_string())),
+        };
+        let resp = Response::decode(&body).map_err(|e| Error::Protocol(e.to_string()))?;
+        req.answer(resp).map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// Builds the error for a daemon that went away, with its exit status and

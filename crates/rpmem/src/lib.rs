@@ -22,7 +22,7 @@ mod sys;
 
 pub use config::{Config, Target};
 pub use error::{Error, Result};
-pub use launch::{remote_command, shell_quote};
+pub use launch::{remote_command, shell_quote, ControlChannel};
 pub use pool::RemotePool;
 pub use region::Pool;
 pub use remove::{remove, RemoveFlags};
@@ -30,9 +30,9 @@ pub use rpmem_proto::{PoolAttr, Status};
 
 /// Flag for persist and flush: the transfer need not be atomic at 8-byte
 /// granularity, so it may take the fastest path.
-pub const PERSIST_RELAXED: u32 = 1;
+pub const PERSIST_RELAXED: u32 = rpmem_proto::data::API_RELAXED;
 /// Same bit as [`PERSIST_RELAXED`], under the name librpmem gave it for flush.
-pub const FLUSH_RELAXED: u32 = 1;
+pub const FLUSH_RELAXED: u32 = rpmem_proto::data::API_RELAXED;
 /// Smallest local pool accepted.
 pub const MIN_POOL: usize = 8 * 1024;
 /// Smallest part file a pool set may have.

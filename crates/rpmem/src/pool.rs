@@ -2,7 +2,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use rpmem_proto::control::{Request, Response, Session};
+use rpmem_proto::control::{Answer, Request, Session};
+use rpmem_proto::data::wire_flags;
 use rpmem_proto::{PoolAttr, PROTO_VERSION};
 use rpmem_transport::initiator::{Connector, LaneOptions};
 use rpmem_transport::tcp::TcpConnector;
@@ -11,13 +12,13 @@ use rpmem_transport::Region;
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
 use crate::lane::Lane;
-use crate::launch::{next_command, Control};
+use crate::launch::{next_command, Control, ControlChannel};
 use crate::log::returned;
-use crate::{sys, HEADER_SIZE, MAX_LANES, MIN_POOL, PERSIST_RELAXED};
+use crate::{sys, HEADER_SIZE, MAX_LANES, MIN_POOL};
 
 /// An open remote pool replicating a region the caller owns.
 pub struct RemotePool {
-    control: Mutex<Control>,
+    control: Mutex<Box<dyn ControlChannel>>,
     lanes: Vec<Mutex<Lane>>,
     size: usize,
     has_header: bool,
@@ -138,16 +139,11 @@ impl RemotePool {
             connector.name(),
             u8::from(cfg.enable_verbs)
         );
-        // SAFETY: the caller of create/open promised the region readable for
-        // the handle's lifetime, which the lanes do not outlive;
-        // check_region refused a null address.
-        let region =
-            unsafe { Region::new(addr, size) }.ok_or_else(|| invalid("pool_addr is NULL"))?;
         let want = nlanes.min(cfg.max_lanes).clamp(1, MAX_LANES);
         let name = format!("{target_str}:{pool_set}");
         let cmd = next_command(&cfg.cmd);
         log::debug!("{name}: starting '{cmd}' through '{}'", cfg.ssh);
-        let mut control = Control::start(cfg, &target, &cmd)?;
+        let control = Control::start(cfg, &target, &cmd)?;
         let req = match mode {
             Mode::Create(attr) => Request::Create {
                 version: PROTO_VERSION,
@@ -163,18 +159,54 @@ impl RemotePool {
                 nlanes: want,
             },
         };
-        let session = match control.call(&req)? {
-            Response::Opened(s) => s,
-            Response::Error { status, message } => {
+        // SAFETY: forwarded from create/open's caller.
+        unsafe { Self::establish(cfg, name, Box::new(control), &connector, &req, addr) }
+    }
+
+    /// Creates or opens a pool with `req` (a create or open request for
+    /// the region `addr..addr+req.pool_size`) over an already started
+    /// control channel, and joins the session with `connector`'s transport.
+    /// [`RemotePool::create`] and [`RemotePool::open`] use ssh and TCP; this
+    /// is the seam for other channels and transports.
+    ///
+    /// # Safety
+    /// As for [`RemotePool::create`].
+    pub unsafe fn establish(
+        cfg: &Config,
+        name: String,
+        mut control: Box<dyn ControlChannel>,
+        connector: &dyn Connector,
+        req: &Request,
+        addr: *const u8,
+    ) -> Result<(RemotePool, PoolAttr)> {
+        let (size, want, verb) = match req {
+            Request::Create {
+                pool_size, nlanes, ..
+            } => (*pool_size, *nlanes, "created"),
+            Request::Open {
+                pool_size, nlanes, ..
+            } => (*pool_size, *nlanes, "opened"),
+            other => return Err(invalid(format!("{} does not open a pool", other.name()))),
+        };
+        let size = usize::try_from(size).map_err(|_| invalid("pool_size is too large"))?;
+        check_region(addr, size, want)?;
+        // SAFETY: the caller promised the region readable for the handle's
+        // lifetime, which the lanes do not outlive; check_region refused a
+        // null address.
+        let region =
+            unsafe { Region::new(addr, size) }.ok_or_else(|| invalid("pool_addr is NULL"))?;
+        let session = match control.call(req)? {
+            Answer::Opened(s) => s,
+            Answer::Refused { status, message } => {
                 control.finish();
                 return Err(Error::Remote {
                     status,
                     message: format!("{name}: {message}"),
                 });
             }
-            Response::Ok => return Err(Error::Protocol("unexpected response to open".into())),
+            Answer::Done => return Err(Error::Protocol("unexpected response to open".into())),
         };
-        let lanes = match Self::connect_lanes(cfg, &connector, &session, region, want) {
+        let lanes = match Self::connect_lanes(cfg, connector, &session, region, want) {
             Ok(l) => l,
             Err(e) => {
                 // Release the pool on the target before reporting.
@@ -184,11 +216,7 @@ impl RemotePool {
             }
         };
         log::info!(
-            "{} {name}: {size} bytes, {} of {want} lanes, {}, transport {}",
-            match mode {
-                Mode::Create(_) => "created",
-                Mode::Open => "opened",
-            },
+            "{verb} {name}: {size} bytes, {} of {want} lanes, {}, transport {}",
             lanes.len(),
             if session.has_header {
                 "with header"
@@ -289,11 +317,9 @@ impl RemotePool {
         Ok(())
     }
 
-    fn check_flags(flags: u32, allowed: u32) -> Result<u8> {
-        if flags & !allowed != 0 {
-            return Err(invalid(format!("invalid flags {flags:#x}")));
-        }
-        Ok(flags as u8)
+    /// The wire flags for persist and flush flags.
+    fn wire_flags(flags: u32) -> Result<u8> {
+        wire_flags(flags).ok_or_else(|| invalid(format!("invalid flags {flags:#x}")))
     }
 
     /// Copies `len` bytes at `offset` of the local region to the remote pool and
@@ -304,7 +330,7 @@ impl RemotePool {
     }
 
     fn persist_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        let f = Self::check_flags(flags, PERSIST_RELAXED)?;
+        let f = Self::wire_flags(flags)?;
         self.check_range(offset, len, true)?;
         self.lane(lane)?.persist(false, f, offset as u64, len)
     }
@@ -330,7 +356,7 @@ impl RemotePool {
     }
 
     fn flush_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        let f = Self::check_flags(flags, PERSIST_RELAXED)?;
+        let f = Self::wire_flags(flags)?;
         self.check_range(offset, len, true)?;
         self.lane(lane)?
             .flush(f, offset as u64, len, self.queue_limit)
@@ -343,7 +369,9 @@ impl RemotePool {
     }
 
     fn drain_impl(&self, lane: u32, flags: u32) -> Result<()> {
-        Self::check_flags(flags, 0)?;
+        if flags != 0 {
+            return Err(invalid(format!("invalid flags {flags:#x}")));
+        }
         self.lane(lane)?.drain()
     }
 
@@ -371,13 +399,20 @@ impl RemotePool {
     fn set_attr_impl(&self, attr: Option<&PoolAttr>) -> Result<()> {
         let attr = attr.copied().unwrap_or_default();
         let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        match c.call(&Request::SetAttr { attr })? {
-            Response::Ok => Ok(()),
-            Response::Error { status, message } => Err(Error::Remote {
+        self.done(c.call(&Request::SetAttr { attr })?)
+    }
+
+    /// The outcome of a set-attributes or close answer.
+    fn done(&self, answer: Answer) -> Result<()> {
+        match answer {
+            Answer::Done => Ok(()),
+            Answer::Refused { status, message } => Err(Error::Remote {
                 status,
                 message: format!("{}: {message}", self.name),
             }),
-            Response::Opened(_) => Err(Error::Protocol("unexpected response to set_attr".into())),
+            Answer::Opened(_) => Err(Error::Protocol(
+                "unexpected response to a pool request".into(),
+            )),
         }
     }
 
@@ -397,13 +432,6 @@ impl RemotePool {
         let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
         let r = c.call(&Request::Close);
         c.finish();
-        match r? {
-            Response::Ok => Ok(()),
-            Response::Error { status, message } => Err(Error::Remote {
-                status,
-                message: format!("{}: {message}", self.name),
-            }),
-            Response::Opened(_) => Err(Error::Protocol("unexpected response to close".into())),
-        }
+        self.done(r?)
     }
 }

@@ -110,7 +110,7 @@ impl<'a> LaneSession<'a> {
             return Self::bad_request(lane, h.tag, why);
         }
         let mem = PoolMem(self.pool);
-        match h.op {
+        let status = match h.op {
             Op::Flush | Op::Persist | Op::DeepPersist => {
                 lane.receive_payload(&mem, &h, h.flags & FLAG_RELAXED != 0)?;
                 if h.length > 0 {
@@ -120,27 +120,22 @@ impl<'a> LaneSession<'a> {
                     });
                 }
                 match h.op {
-                    Op::Flush => {
-                        if self.pending.len() >= MAX_PENDING {
-                            self.make_durable(lane.index(), false);
-                        }
-                        Ok(())
-                    }
-                    op => {
-                        let st = self.make_durable(lane.index(), op == Op::DeepPersist);
-                        Ok(lane.answer(h.tag, st)?)
-                    }
+                    // A flush is made durable by a later drain or persist,
+                    // or here once too many ranges wait.
+                    Op::Flush if self.pending.len() < MAX_PENDING => Status::Ok,
+                    op => self.make_durable(lane.index(), op == Op::DeepPersist),
                 }
             }
-            Op::Drain => {
-                let st = self.make_durable(lane.index(), false);
-                Ok(lane.answer(h.tag, st)?)
-            }
-            Op::Read => {
-                lane.answer(h.tag, Status::Ok)?;
-                Ok(lane.send_read(&mem, h.offset, h.length)?)
-            }
+            Op::Drain => self.make_durable(lane.index(), false),
+            Op::Read => Status::Ok,
+        };
+        if h.op.has_reply() {
+            lane.answer(h.tag, status)?;
         }
+        if h.op == Op::Read {
+            lane.send_read(&mem, h.offset, h.length)?;
+        }
+        Ok(())
     }
 
     /// One coalesced durability pass over everything pending. The status is

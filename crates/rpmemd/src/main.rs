@@ -10,13 +10,10 @@
 //! ordinary files, for testing that path where there is no pmem.
 
 mod bench_echo;
-mod data_server;
 mod error;
-mod lane_session;
 mod logger;
 mod options;
 mod pmdk;
-mod pool_memory;
 mod server;
 
 use log::{error, info};

@@ -11,9 +11,9 @@ use rpmem_storage::{resolve_name, ErrorKind, Pool, PoolSet, StorageError};
 use rpmem_transport::spin;
 use rpmem_transport::tcp::TcpListener;
 
-use crate::data_server::DataServer;
 use crate::error::{DaemonError, Result};
 use crate::options::Settings;
+use rpmemd::data_server::DataServer;
 
 /// The address to listen on: the third field of `SSH_CONNECTION`.
 pub fn ssh_address(var: Option<&str>) -> Result<IpAddr> {
@@ -76,9 +76,10 @@ fn read_frame(input: &mut impl Read) -> Result<Option<Request>> {
 
 /// Reads the body of the frame whose length prefix has arrived.
 fn read_frame_after(prefix: [u8; 4], input: &mut impl Read) -> Result<Request> {
-    let len = control::frame_len(prefix).map_err(|e| DaemonError::Protocol(e.to_string()))?;
-    let mut body = vec![0u8; len];
-    read_rest(input, &mut body)?;
+    let body = control::read_body(prefix, input).map_err(|e| match e {
+        control::FrameError::Io(e) => DaemonError::io("reading the control channel", e),
+        e => DaemonError::Protocol(e.to_string()),
+    })?;
     Request::decode(&body).map_err(|e| DaemonError::Protocol(e.to_string()))
 }
 
@@ -386,7 +387,8 @@ fn control_loop(
                 let _ = send(out, &Response::Ok);
                 return Ok(());
             }
-            Request::Create { .. } | Request::Open { .. } => {
+            req @ (Request::Create { .. } | Request::Open { .. }) => {
+                debug_assert!(req.opens_pool());
                 let msg = format!("a pool (set '{set_name}') is already open in this session");
                 warn!("{msg}");
                 if let Err(e) = send(

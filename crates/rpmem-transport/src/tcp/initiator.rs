@@ -2,14 +2,13 @@
 
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use rpmem_proto::control::{Session, SECRET_LEN};
-use rpmem_proto::data::{Ack, Hello, Op, RequestHeader, ACK_LEN};
+use rpmem_proto::data::{Ack, Hello, Op, RequestHeader, Tags, ACK_LEN, HELLO_TAG};
 use rpmem_proto::{Status, PROTO_VERSION};
 
-use super::sys;
+use super::{sys, StreamSocket};
 use crate::initiator::{Connector, InitiatorLane, LaneOptions};
 use crate::spin::poll_then_block;
 use crate::{Region, Result, TransportError};
@@ -35,21 +34,29 @@ impl Connector for TcpConnector {
         let addr = SocketAddr::new(ip, session.port);
         (0..session.nlanes)
             .map(|i| {
-                TcpLane::connect(addr, i, &session.secret, region, options)
+                let fail = |what: &str, e: io::Error| {
+                    TransportError::Failed(format!("lane {i}: {what} {addr}: {e}"))
+                };
+                let stream = TcpStream::connect_timeout(&addr, options.timeout)
+                    .map_err(|e| fail("cannot connect to", e))?;
+                stream
+                    .set_nodelay(true)
+                    .map_err(|e| fail("cannot configure", e))?;
+                TcpLane::over(stream, i, &session.secret, region, options)
                     .map(|l| Box::new(l) as Box<dyn InitiatorLane>)
             })
             .collect()
     }
 }
 
-/// A connected, authenticated TCP lane.
+/// A connected, authenticated lane on a stream socket.
 #[derive(Debug)]
-pub struct TcpLane {
-    stream: TcpStream,
+pub struct TcpLane<S: StreamSocket = TcpStream> {
+    stream: S,
     index: u32,
     region: Region,
     spin: Duration,
-    next_tag: u64,
+    tags: Tags,
     /// Payload bytes sent since the last answer: the next answer can only
     /// come once the target has taken them in.
     in_flight: u64,
@@ -71,31 +78,28 @@ fn answer_window(spin: Duration, bytes: u64) -> Duration {
     spin + Duration::from_nanos(bytes).min(MAX_TRANSFER_SPIN)
 }
 
-impl TcpLane {
-    /// Connects lane `index` to `addr` and proves it belongs to the session.
-    pub fn connect(
-        addr: SocketAddr,
+impl<S: StreamSocket> TcpLane<S> {
+    /// Makes `stream`, connected to the target's data listener, lane
+    /// `index` of the session: greets with the secret and waits for the
+    /// target to admit it.
+    pub fn over(
+        stream: S,
         index: u32,
         secret: &[u8; SECRET_LEN],
         region: Region,
         options: &LaneOptions,
-    ) -> Result<TcpLane> {
-        let fail = |what: &str, e: io::Error| {
-            TransportError::Failed(format!("lane {index}: {what} {addr}: {e}"))
-        };
-        let stream = TcpStream::connect_timeout(&addr, options.timeout)
-            .map_err(|e| fail("cannot connect to", e))?;
+    ) -> Result<TcpLane<S>> {
+        let fail =
+            |what: &str, e: io::Error| TransportError::Failed(format!("lane {index}: {what}: {e}"));
         stream
-            .set_nodelay(true)
-            .and_then(|_| stream.set_read_timeout(Some(options.timeout)))
-            .and_then(|_| stream.set_write_timeout(Some(options.timeout)))
-            .map_err(|e| fail("cannot configure", e))?;
+            .set_timeouts(Some(options.timeout))
+            .map_err(|e| fail("cannot configure the connection", e))?;
         let mut lane = TcpLane {
             stream,
             index,
             region,
             spin: options.spin,
-            next_tag: 1,
+            tags: Tags::default(),
             in_flight: 0,
         };
         let hello = Hello {
@@ -104,8 +108,8 @@ impl TcpLane {
             secret: *secret,
         };
         lane.send_bytes(&hello.encode(), std::ptr::null(), 0, false)
-            .map_err(|e| fail("cannot greet", e))?;
-        let status = lane.recv_ack(0)?;
+            .map_err(|e| fail("cannot greet the target", e))?;
+        let status = lane.recv_ack(HELLO_TAG)?;
         if status != Status::Ok {
             return Err(TransportError::Refused {
                 status,
@@ -174,7 +178,7 @@ impl TcpLane {
                 return Err(self.io_failed("bad acknowledgement", &e));
             }
         };
-        if ack.tag != tag {
+        ack.answering(tag).map_err(|_| {
             let e = io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -182,9 +186,8 @@ impl TcpLane {
                     ack.tag
                 ),
             );
-            return Err(self.io_failed("out-of-order acknowledgement", &e));
-        }
-        Ok(ack.status)
+            self.io_failed("out-of-order acknowledgement", &e)
+        })
     }
 
     /// Sends a request with `len` bytes of the region at `offset` as its
@@ -200,8 +203,7 @@ impl TcpLane {
         } else {
             std::ptr::null()
         };
-        let tag = self.next_tag;
-        self.next_tag = self.next_tag.wrapping_add(1);
+        let tag = self.tags.next_tag();
         let h = RequestHeader {
             op,
             flags,
@@ -225,7 +227,7 @@ impl TcpLane {
     }
 }
 
-impl InitiatorLane for TcpLane {
+impl<S: StreamSocket> InitiatorLane for TcpLane<S> {
     fn persist(&mut self, deep: bool, flags: u8, offset: u64, len: usize) -> Result<Status> {
         let op = if deep { Op::DeepPersist } else { Op::Persist };
         let tag = self.request(op, flags, offset, len)?;

@@ -13,5 +13,38 @@ mod initiator;
 mod sys;
 mod target;
 
+use std::fmt::Debug;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
 pub use initiator::{TcpConnector, TcpLane};
-pub use target::{TcpListener, STAGE_LEN};
+pub use target::{TcpListener, TcpTargetLane, HELLO_TIMEOUT, SPARE_UNAUTHENTICATED, STAGE_LEN};
+
+/// A connected stream socket a lane runs on: TCP between hosts, or a Unix
+/// socket pair (the engine's and the daemon's tests drive lanes over one).
+pub trait StreamSocket: AsRawFd + Send + Debug + 'static {
+    /// `shutdown(2)`.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    /// Sets the receive and send time limits (`None`: wait forever).
+    fn set_timeouts(&self, limit: Option<Duration>) -> io::Result<()>;
+}
+
+macro_rules! stream_socket {
+    ($($t:ty),*) => {$(
+        impl StreamSocket for $t {
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                <$t>::shutdown(self, how)
+            }
+
+            fn set_timeouts(&self, limit: Option<Duration>) -> io::Result<()> {
+                self.set_read_timeout(limit)?;
+                self.set_write_timeout(limit)
+            }
+        }
+    )*};
+}
+
+stream_socket!(TcpStream, UnixStream);

@@ -3,7 +3,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,10 +10,10 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use log::{debug, error, warn};
-use rpmem_proto::data::{Ack, Hello, RequestHeader, HEADER_LEN, HELLO_LEN};
+use rpmem_proto::data::{Ack, Hello, RequestHeader, HEADER_LEN, HELLO_LEN, HELLO_TAG};
 use rpmem_proto::Status;
 
-use super::sys;
+use super::{sys, StreamSocket};
 use crate::spin::poll_then_block;
 use crate::target::{
     Incoming, LaneAdmission, LaneHandler, PoolMemory, RunningListener, TargetLane, TargetListener,
@@ -190,7 +189,13 @@ impl Drop for Unauthenticated<'_> {
 /// Sends a refusal (best effort) and drops the connection.
 fn refuse(mut stream: TcpStream, peer: &str, status: Status, why: &str) {
     warn!("data connection from {peer} refused: {why}");
-    let _ = stream.write_all(&Ack { tag: 0, status }.encode());
+    let _ = stream.write_all(
+        &Ack {
+            tag: HELLO_TAG,
+            status,
+        }
+        .encode(),
+    );
     let _ = stream.shutdown(Shutdown::Both);
 }
 
@@ -221,7 +226,7 @@ fn connection(mut stream: TcpStream, peer: &str, shared: &Accepting) {
     let ok = stream.set_read_timeout(None).and_then(|_| {
         stream.write_all(
             &Ack {
-                tag: 0,
+                tag: HELLO_TAG,
                 status: Status::Ok,
             }
             .encode(),
@@ -232,19 +237,15 @@ fn connection(mut stream: TcpStream, peer: &str, shared: &Accepting) {
         return;
     }
     debug!("lane {index} connected from {peer}");
-    let mut lane = TcpTargetLane {
-        stream,
-        index,
-        spin: shared.spin,
-        inbox: Inbox::default(),
-    };
+    let mut lane = TcpTargetLane::new(stream, index, shared.spin);
     (shared.handler)(&mut lane);
     debug!("lane {index} closed");
 }
 
-/// An admitted lane on the target.
-struct TcpTargetLane {
-    stream: TcpStream,
+/// An admitted lane on the target, on a stream socket.
+#[derive(Debug)]
+pub struct TcpTargetLane<S: StreamSocket = TcpStream> {
+    stream: S,
     index: u32,
     spin: Duration,
     inbox: Inbox,
@@ -254,7 +255,7 @@ struct TcpTargetLane {
 /// whatever has arrived, up to [`STAGE_LEN`], so a burst of flushes costs a
 /// few system calls rather than two each (header, then payload). It is also
 /// the staging buffer of the 8-byte-atomic path.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Inbox {
     /// Allocated on first use.
     buf: Vec<u8>,
@@ -323,14 +324,25 @@ unsafe fn recv_raw_exact(fd: i32, dst: *mut u8, len: usize, spin: Duration) -> i
     Ok(())
 }
 
-impl TcpTargetLane {
+impl<S: StreamSocket> TcpTargetLane<S> {
+    /// Lane `index` on `stream`, already admitted; it polls for up to
+    /// `spin` before blocking.
+    pub fn new(stream: S, index: u32, spin: Duration) -> Self {
+        TcpTargetLane {
+            stream,
+            index,
+            spin,
+            inbox: Inbox::default(),
+        }
+    }
+
     /// See [`Inbox::fill`].
     fn fill(&mut self, want: usize) -> io::Result<usize> {
         self.inbox.fill(self.stream.as_raw_fd(), self.spin, want)
     }
 }
 
-impl TargetLane for TcpTargetLane {
+impl<S: StreamSocket> TargetLane for TcpTargetLane<S> {
     fn index(&self) -> u32 {
         self.index
     }
@@ -351,7 +363,7 @@ impl TargetLane for TcpTargetLane {
         Ok(match RequestHeader::decode(&raw) {
             Ok(h) => Incoming::Request(h),
             Err(e) => Incoming::Malformed {
-                tag: u64::from_le_bytes(raw[24..32].try_into().unwrap_or([0; 8])),
+                tag: RequestHeader::tag_of(&raw),
                 why: format!("bad request header: {e}"),
             },
         })
@@ -407,9 +419,17 @@ impl TargetLane for TcpTargetLane {
     }
 
     fn answer(&mut self, tag: u64, status: Status) -> Result<()> {
-        self.stream
-            .write_all(&Ack { tag, status }.encode())
-            .map_err(|e| io_stop(&e, "sending an acknowledgement"))
+        let ack = Ack { tag, status }.encode();
+        let fd = self.stream.as_raw_fd();
+        let sent = poll_then_block(Duration::ZERO, ack.len(), |done, nonblocking| {
+            // SAFETY: an empty body; the header is borrowed for the call.
+            unsafe { sys::send_two(fd, &ack[done..], std::ptr::null(), 0, nonblocking, false) }
+        });
+        match sent {
+            Ok(n) if n == ack.len() => Ok(()),
+            Ok(_) => Err(TransportError::Closed("sending an acknowledgement".into())),
+            Err(e) => Err(io_stop(&e, "sending an acknowledgement")),
+        }
     }
 
     fn send_read(&mut self, mem: &dyn PoolMemory, offset: u64, len: u64) -> Result<()> {

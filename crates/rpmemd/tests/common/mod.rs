@@ -203,13 +203,13 @@ pub fn connect(s: &Session, lane: u32) -> TcpStream {
     }
 }
 
-pub fn read_ack(t: &mut TcpStream) -> Option<Ack> {
+pub fn read_ack(t: &mut impl Read) -> Option<Ack> {
     let mut raw = [0u8; ACK_LEN];
     t.read_exact(&mut raw).ok()?;
     Some(Ack::decode(&raw).unwrap())
 }
 
-pub fn send_op(t: &mut TcpStream, op: Op, flags: u8, offset: u64, data: &[u8], tag: u64) {
+pub fn send_op(t: &mut impl Write, op: Op, flags: u8, offset: u64, data: &[u8], tag: u64) {
     let h = RequestHeader {
         op,
         flags,
@@ -224,14 +224,20 @@ pub fn send_op(t: &mut TcpStream, op: Op, flags: u8, offset: u64, data: &[u8], t
 
 /// Persist (or deep persist) `data` at `offset`; returns the ack status
 /// (None when the daemon dropped the connection without one).
-pub fn persist(t: &mut TcpStream, op: Op, flags: u8, offset: u64, data: &[u8]) -> Option<Status> {
+pub fn persist<S: Read + Write>(
+    t: &mut S,
+    op: Op,
+    flags: u8,
+    offset: u64,
+    data: &[u8],
+) -> Option<Status> {
     send_op(t, op, flags, offset, data, 77);
     let a = read_ack(t)?;
     assert_eq!(a.tag, 77);
     Some(a.status)
 }
 
-pub fn read_remote(t: &mut TcpStream, offset: u64, len: usize) -> Result<Vec<u8>, Status> {
+pub fn read_remote<S: Read + Write>(t: &mut S, offset: u64, len: usize) -> Result<Vec<u8>, Status> {
     let h = RequestHeader {
         op: Op::Read,
         flags: 0,
