@@ -296,18 +296,17 @@ pub unsafe extern "C" fn rpmem_remove(
         let target = unsafe { ffi::str_arg(target, "target")? };
         // SAFETY: as above.
         let pool_set = unsafe { ffi::str_arg(pool_set, "pool_set")? };
-        let known = REMOVE_FORCE | REMOVE_POOL_SET;
-        if flags & !known != 0 {
-            return Err(CapiError::InvalidArgument(format!(
-                "invalid flags 0x{:x} (unknown bits 0x{:x})",
-                flags,
-                flags & !known
-            )));
-        }
-        let flags = RemoveFlags {
-            force: flags & REMOVE_FORCE != 0,
-            pool_set: flags & REMOVE_POOL_SET != 0,
-        };
+        let flags = u32::try_from(flags)
+            .ok()
+            .and_then(RemoveFlags::from_bits)
+            .ok_or_else(|| {
+                let known = REMOVE_FORCE | REMOVE_POOL_SET;
+                CapiError::InvalidArgument(format!(
+                    "invalid flags 0x{:x} (unknown bits 0x{:x})",
+                    flags,
+                    flags & !known
+                ))
+            })?;
         rpmem::remove(&Config::from_env(), target, pool_set, flags)?;
         Ok(0)
     })

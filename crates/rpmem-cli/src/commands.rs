@@ -344,10 +344,9 @@ struct RmView {
 /// `rpmem rm`.
 pub fn rm(a: RmArgs) -> Result<()> {
     let cfg = Config::from_env();
-    let flags = RemoveFlags {
-        force: a.force,
-        pool_set: a.pool_set_file,
-    };
+    let mut flags = RemoveFlags::empty();
+    flags.set(RemoveFlags::FORCE, a.force);
+    flags.set(RemoveFlags::POOL_SET, a.pool_set_file);
     rpmem::remove(&cfg, &a.target, &a.pool_set, flags)?;
     let view = RmView {
         target: a.target,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use rpmem::{Config, Pool, RemoveFlags};
+use rpmem::{Config, PersistFlags, Pool, RemoveFlags};
 
 use crate::commands::{lanes_arg, size_arg};
 use crate::error::{CliError, Result};
@@ -196,7 +196,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
     let t = Instant::now();
     over_lanes(a.size, lanes, |off, len, lane| {
-        pool.persist(off, len, lane, 0)
+        pool.persist(off, len, lane, PersistFlags::empty())
     })?;
     let d = t.elapsed();
     step(
@@ -215,7 +215,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     for i in 0..SMALL_PERSISTS {
         let off = (i * 4096) % (a.size - SMALL + 1);
         let t = Instant::now();
-        pool.persist(off, SMALL, 0, 0)?;
+        pool.persist(off, SMALL, 0, PersistFlags::empty())?;
         times.push(t.elapsed());
     }
     step(

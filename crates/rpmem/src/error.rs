@@ -64,6 +64,26 @@ impl Error {
         }
     }
 
+    /// The [`std::io::ErrorKind`] of this error, as std classifies its errno:
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) for EINVAL,
+    /// [`NotFound`](std::io::ErrorKind::NotFound) for ENOENT,
+    /// [`ConnectionReset`](std::io::ErrorKind::ConnectionReset) for a target
+    /// that went away or did not answer in time, and so on.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    ///
+    /// let e = rpmem::Target::parse("-oProxyCommand=x").unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    /// assert_eq!(e.errno(), libc::EINVAL);
+    /// ```
+    pub fn kind(&self) -> std::io::ErrorKind {
+        match self {
+            Error::Io { source, .. } => source.kind(),
+            e => std::io::Error::from_raw_os_error(e.errno()).kind(),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
@@ -81,5 +101,14 @@ impl From<rpmem_transport::TransportError> for Error {
             T::Invalid(m) => Error::InvalidArgument(m),
             T::Protocol(m) => Error::Protocol(m),
         }
+    }
+}
+
+/// For code that deals in [`std::io::Error`]: the same [`kind`](Error::kind)
+/// and message, with this error inside
+/// ([`get_ref`](std::io::Error::get_ref) and a downcast give its errno back).
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), e)
     }
 }

@@ -10,8 +10,12 @@
 //! `rpmemd` on the target; the pool is then served over one TCP connection per
 //! lane.
 
+mod builder;
 mod config;
+#[doc(hidden)]
+pub mod doc_support;
 mod error;
+mod flags;
 mod lane;
 mod launch;
 mod log;
@@ -20,12 +24,14 @@ mod region;
 mod remove;
 mod sys;
 
+pub use builder::{PoolBuilder, Transport};
 pub use config::{Config, Target};
 pub use error::{Error, Result};
+pub use flags::{PersistFlags, RemoveFlags};
 pub use launch::{remote_command, shell_quote, ControlChannel};
 pub use pool::RemotePool;
 pub use region::Pool;
-pub use remove::{remove, RemoveFlags};
+pub use remove::remove;
 pub use rpmem_proto::{PoolAttr, Status};
 
 /// Flag for persist and flush: the transfer need not be atomic at 8-byte

@@ -3,8 +3,10 @@
 use memmap2::MmapMut;
 use rpmem_proto::PoolAttr;
 
+use crate::builder::PoolBuilder;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::flags::PersistFlags;
 use crate::pool::RemotePool;
 
 /// A remote pool together with the page-aligned local region it replicates.
@@ -21,6 +23,12 @@ fn anon_region(size: usize) -> Result<MmapMut> {
 }
 
 impl Pool {
+    /// Settings for creating or opening the pool set file `pool_set` on
+    /// `target`, starting from the librpmem environment; see [`PoolBuilder`].
+    pub fn builder(target: impl Into<String>, pool_set: impl Into<String>) -> PoolBuilder {
+        PoolBuilder::new(target, pool_set)
+    }
+
     /// Creates a remote pool and a zeroed local region of `size` bytes.
     pub fn create(
         cfg: &Config,
@@ -86,8 +94,8 @@ impl Pool {
     }
 
     /// See [`RemotePool::persist`].
-    pub fn persist(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        self.remote.persist(offset, len, lane, flags)
+    pub fn persist(&self, offset: usize, len: usize, lane: u32, flags: PersistFlags) -> Result<()> {
+        self.remote.persist(offset, len, lane, flags.bits())
     }
 
     /// See [`RemotePool::deep_persist`].
@@ -96,13 +104,13 @@ impl Pool {
     }
 
     /// See [`RemotePool::flush`].
-    pub fn flush(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        self.remote.flush(offset, len, lane, flags)
+    pub fn flush(&self, offset: usize, len: usize, lane: u32, flags: PersistFlags) -> Result<()> {
+        self.remote.flush(offset, len, lane, flags.bits())
     }
 
     /// See [`RemotePool::drain`].
-    pub fn drain(&self, lane: u32, flags: u32) -> Result<()> {
-        self.remote.drain(lane, flags)
+    pub fn drain(&self, lane: u32) -> Result<()> {
+        self.remote.drain(lane, 0)
     }
 
     /// Reads from the remote pool into `buf` (not into the local region).

@@ -2,16 +2,8 @@
 
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
+use crate::flags::RemoveFlags;
 use crate::launch::{next_command, run_remote, shell_quote};
-
-/// What [`remove`] removes besides the part files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RemoveFlags {
-    /// Remove even if the pool is inconsistent.
-    pub force: bool,
-    /// Remove the pool set file too.
-    pub pool_set: bool,
-}
 
 /// Removes the pool described by `pool_set` on `target`.
 ///
@@ -22,8 +14,8 @@ pub fn remove(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) ->
     crate::log::init();
     log::info!(
         "remove {target}:{pool_set} (force {}, pool set {})",
-        flags.force,
-        flags.pool_set
+        flags.contains(RemoveFlags::FORCE),
+        flags.contains(RemoveFlags::POOL_SET)
     );
     crate::log::returned("rpmem_remove", remove_impl(cfg, target, pool_set, flags))
 }
@@ -38,10 +30,10 @@ fn remove_impl(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) -
         next_command(&cfg.cmd),
         shell_quote(pool_set)
     );
-    if flags.force {
+    if flags.contains(RemoveFlags::FORCE) {
         cmd.push_str(" --force");
     }
-    if flags.pool_set {
+    if flags.contains(RemoveFlags::POOL_SET) {
         cmd.push_str(" --pool-set");
     }
     log::debug!("running '{cmd}' on {target} through '{}'", cfg.ssh);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread;
 
 use e2e::LocalTarget;
-use rpmem::{Config, Pool, PoolAttr, RemoveFlags, PERSIST_RELAXED};
+use rpmem::{Config, PersistFlags, Pool, PoolAttr, RemoveFlags};
 
 const MIB: usize = 1024 * 1024;
 
@@ -45,15 +45,15 @@ fn persisted_bytes_reach_the_part_file_and_read_back() {
     // Without headers the whole pool is usable, offset 0 included.
     pool.region_mut()[..8].copy_from_slice(b"offset-0");
     pool.region_mut()[MIB..MIB + 5].copy_from_slice(b"hello");
-    pool.persist(0, 8, 0, 0).unwrap();
-    pool.persist(MIB, 5, 1, PERSIST_RELAXED).unwrap();
+    pool.persist(0, 8, 0, PersistFlags::empty()).unwrap();
+    pool.persist(MIB, 5, 1, PersistFlags::RELAXED).unwrap();
     assert_eq!(part_bytes(&t, "p0", 0, 8), b"offset-0");
     assert_eq!(part_bytes(&t, "p0", MIB, 5), b"hello");
 
     // flush + drain, then deep persist.
     pool.region_mut()[2 * MIB..2 * MIB + 4].copy_from_slice(b"abcd");
-    pool.flush(2 * MIB, 4, 0, 0).unwrap();
-    pool.drain(0, 0).unwrap();
+    pool.flush(2 * MIB, 4, 0, PersistFlags::empty()).unwrap();
+    pool.drain(0).unwrap();
     assert_eq!(part_bytes(&t, "p0", 2 * MIB, 4), b"abcd");
     pool.region_mut()[3 * MIB..3 * MIB + 4].copy_from_slice(b"deep");
     pool.deep_persist(3 * MIB, 4, 1).unwrap();
@@ -84,12 +84,12 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
     assert_ne!(stored.user_flags, [0u8; 16]);
     // The header signature is on disk.
     assert_eq!(part_bytes(&t, "h0", 0, 8), b"RPMTEST\0");
-    let e = pool.persist(100, 8, 0, 0).unwrap_err();
+    let e = pool.persist(100, 8, 0, PersistFlags::empty()).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     assert!(e.to_string().contains("header"), "{e}");
     // Refused calls leave the handle usable.
     pool.region_mut()[4096..4100].copy_from_slice(b"data");
-    pool.persist(4096, 4, 0, 0).unwrap();
+    pool.persist(4096, 4, 0, PersistFlags::empty()).unwrap();
     let mut hdr = [0u8; 8];
     pool.read(&mut hdr, 0, 0).unwrap();
     assert_eq!(&hdr, b"RPMTEST\0");
@@ -146,14 +146,18 @@ fn four_lanes_from_four_threads_land_every_byte() {
             thread::spawn(move || {
                 let base = lane as usize * stripe;
                 for (k, off) in (0..stripe).step_by(64 * 1024).enumerate() {
-                    let flags = if k % 2 == 0 { 0 } else { PERSIST_RELAXED };
+                    let flags = if k % 2 == 0 {
+                        PersistFlags::empty()
+                    } else {
+                        PersistFlags::RELAXED
+                    };
                     if k % 3 == 0 {
                         pool.flush(base + off, 64 * 1024, lane, flags).unwrap();
                     } else {
                         pool.persist(base + off, 64 * 1024, lane, flags).unwrap();
                     }
                 }
-                pool.drain(lane, 0).unwrap();
+                pool.drain(lane).unwrap();
             })
         })
         .collect();
@@ -230,12 +234,24 @@ fn bad_arguments_are_refused_without_breaking_the_pool() {
     let cfg = t.config();
     let pool = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 2, None).unwrap();
     let cases: Vec<(&str, rpmem::Result<()>)> = vec![
-        ("past end", pool.persist(4 * MIB - 4, 8, 0, 0)),
-        ("overflow", pool.persist(usize::MAX, 2, 0, 0)),
-        ("lane", pool.persist(0, 8, 2, 0)),
-        ("flags", pool.persist(0, 8, 0, 2)),
-        ("flush flags", pool.flush(0, 8, 0, 0x80)),
-        ("drain flags", pool.drain(0, 1)),
+        (
+            "past end",
+            pool.persist(4 * MIB - 4, 8, 0, PersistFlags::empty()),
+        ),
+        (
+            "overflow",
+            pool.persist(usize::MAX, 2, 0, PersistFlags::empty()),
+        ),
+        ("lane", pool.persist(0, 8, 2, PersistFlags::empty())),
+        // Bits the type has no name for are still refused.
+        (
+            "flags",
+            pool.persist(0, 8, 0, PersistFlags::from_bits_retain(2)),
+        ),
+        (
+            "flush flags",
+            pool.flush(0, 8, 0, PersistFlags::from_bits_retain(0x80)),
+        ),
         ("read past end", pool.read(&mut [0u8; 16], 4 * MIB - 8, 0)),
     ];
     for (what, r) in cases {
@@ -243,7 +259,7 @@ fn bad_arguments_are_refused_without_breaking_the_pool() {
         assert_eq!(e.errno(), libc::EINVAL, "{what}: {e}");
         assert!(!e.to_string().is_empty());
     }
-    pool.persist(0, 4096, 1, 0).unwrap();
+    pool.persist(0, 4096, 1, PersistFlags::empty()).unwrap();
     pool.close().unwrap();
 
     // Remote pool smaller than the local region.

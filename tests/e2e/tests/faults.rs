@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use e2e::{bin, compile_c, is_root, LocalTarget};
-use rpmem::{Config, Pool, PERSIST_RELAXED};
+use rpmem::{Config, PersistFlags, Pool};
 
 const MIB: usize = 1024 * 1024;
 /// Wide hang check for anything that should take a fraction of a second.
@@ -323,9 +323,9 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
                 // Wraps around: the region does not change, so re-persisting is harmless.
                 let off = base + (k % blocks) * BLOCK;
                 let flags = if k.is_multiple_of(2) {
-                    0
+                    PersistFlags::empty()
                 } else {
-                    PERSIST_RELAXED
+                    PersistFlags::RELAXED
                 };
                 match pool.persist(off, BLOCK, lane, flags) {
                     Ok(()) => {
@@ -379,14 +379,16 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
     // Later calls fail fast and say why.
     for lane in 0..LANES {
         let t0 = Instant::now();
-        let e = pool.persist(4096, 8, lane, 0).unwrap_err();
+        let e = pool
+            .persist(4096, 8, lane, PersistFlags::empty())
+            .unwrap_err();
         let took = t0.elapsed();
         assert_eq!(e.errno(), libc::ECONNABORTED, "{e}");
         assert!(e.to_string().contains("unusable"), "{e}");
         assert!(took < Duration::from_secs(1), "took {took:?}");
         let mut b = [0u8; 8];
         assert!(pool.read(&mut b, 0, lane).is_err());
-        assert!(pool.drain(lane, 0).is_err());
+        assert!(pool.drain(lane).is_err());
     }
     // Close frees everything: it returns, no process of the session is left,
     // and the pool opens again.
@@ -534,7 +536,7 @@ fn strangers_and_replayed_secrets_are_dropped_and_the_pool_is_unchanged() {
     let mut p1 = Pool::create(&spy, "localhost", "a.set", 4 * MIB, 2, None)
         .unwrap_or_else(|e| panic!("create a: {e}; log: {}", t.log()));
     p1.region_mut()[..4].copy_from_slice(b"one!");
-    p1.persist(0, 4, 0, 0).unwrap();
+    p1.persist(0, 4, 0, PersistFlags::empty()).unwrap();
     let (port1, secret1) = captured_session(&capture);
     assert_eq!(port1, served(&t, "a.set").port);
     p1.close().unwrap();
@@ -609,8 +611,8 @@ fn strangers_and_replayed_secrets_are_dropped_and_the_pool_is_unchanged() {
     p2.region_mut()[64..72].copy_from_slice(b"session2");
     pb.region_mut()[64..72].copy_from_slice(b"sessionB");
     for lane in 0..2 {
-        p2.persist(64, 8, lane, 0).unwrap();
-        pb.persist(64, 8, lane, 0).unwrap();
+        p2.persist(64, 8, lane, PersistFlags::empty()).unwrap();
+        pb.persist(64, 8, lane, PersistFlags::empty()).unwrap();
     }
     p2.close().unwrap();
     pb.close().unwrap();
@@ -1344,7 +1346,7 @@ fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
     let cfg = t.config();
     let mut p = Pool::create(&cfg, "localhost", "g.set", 2 * MIB, 1, None).unwrap();
     p.region_mut()[4096..4100].copy_from_slice(b"kept");
-    p.persist(4096, 4, 0, 0).unwrap();
+    p.persist(4096, 4, 0, PersistFlags::empty()).unwrap();
     p.close().unwrap();
     let before = read_part(&part);
     let open = frame(&open_body("g.set", 2 * MIB as u64, 1));

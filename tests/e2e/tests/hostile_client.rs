@@ -128,11 +128,7 @@ fn pool_set_names_starting_with_a_dash_are_removable() {
         pool.close().unwrap();
         let (pool, _) = Pool::open(&cfg, "localhost", name, 4 * MIB, 1).unwrap();
         pool.close().unwrap();
-        let flags = RemoveFlags {
-            force: false,
-            pool_set: true,
-        };
-        rpmem::remove(&cfg, "localhost", name, flags)
+        rpmem::remove(&cfg, "localhost", name, RemoveFlags::POOL_SET)
             .unwrap_or_else(|e| panic!("remove {name}: {e}\nlog:\n{}", t.log()));
         assert!(!part.exists() && !set_path.exists(), "{name} survived");
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use e2e::LocalTarget;
-use rpmem::{Pool, RemoveFlags};
+use rpmem::{PersistFlags, Pool, RemoveFlags};
 
 const MIB: usize = 1024 * 1024;
 const POOL: usize = 16 * MIB;
@@ -133,7 +133,8 @@ fn parts_our_daemon_writes_pass_pmempool_info_and_check() {
     for (i, _) in body.chunks(MIB).enumerate() {
         let off = 4096 + i * MIB;
         let len = MIB.min(POOL - off);
-        pool.persist(off, len, (i % 4) as u32, 0).unwrap();
+        pool.persist(off, len, (i % 4) as u32, PersistFlags::empty())
+            .unwrap();
     }
     pool.close().unwrap();
 
@@ -202,7 +203,8 @@ fn multi_part_pools_move_both_ways_and_pass_pmempool_check() {
     let mut pool = Pool::create(&cfg, "localhost", "ours2.set", size, 2, Some(&attr))
         .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
     pool.region_mut()[4096..].copy_from_slice(&body);
-    pool.persist(4096, size - 4096, 0, 0).unwrap();
+    pool.persist(4096, size - 4096, 0, PersistFlags::empty())
+        .unwrap();
     pool.close().unwrap();
     let set = t.dir().join("ours2.set");
     let o = pmempool(&["check", "-v"], &set);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::{bin, run_with_timeout, LocalTarget, Sshd};
-use rpmem::{Config, Pool, RemoveFlags};
+use rpmem::{Config, PersistFlags, Pool, RemoveFlags};
 
 const MIB: usize = 1024 * 1024;
 
@@ -76,9 +76,9 @@ fn pool_lifecycle_over_real_ssh() {
     let pattern: Vec<u8> = (0..64 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     pool.region_mut()[..8].copy_from_slice(b"over-ssh");
     pool.region_mut()[MIB..MIB + pattern.len()].copy_from_slice(&pattern);
-    pool.persist(0, 8, 0, 0)
+    pool.persist(0, 8, 0, PersistFlags::empty())
         .unwrap_or_else(|e| panic!("{}", ctx("persist", &e)));
-    pool.persist(MIB, pattern.len(), pool.nlanes() - 1, 0)
+    pool.persist(MIB, pattern.len(), pool.nlanes() - 1, PersistFlags::empty())
         .unwrap_or_else(|e| panic!("{}", ctx("persist", &e)));
     pool.close()
         .unwrap_or_else(|e| panic!("{}", ctx("close", &e)));

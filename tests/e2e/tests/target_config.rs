@@ -8,7 +8,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use e2e::{bin, LocalTarget};
-use rpmem::{Config, Pool, PoolAttr};
+use rpmem::{Config, PersistFlags, Pool, PoolAttr};
 
 const MIB: usize = 1024 * 1024;
 
@@ -107,9 +107,10 @@ fn forced_pmem_path_persists_to_the_part_files_and_logs_the_instruction() {
     let data = pattern(7, 3 * 4096 + 5);
     let at = 2 * MIB - 4096 - 3;
     pool.region_mut()[at..at + data.len()].copy_from_slice(&data);
-    pool.persist(at, data.len(), 0, 0).unwrap();
+    pool.persist(at, data.len(), 0, PersistFlags::empty())
+        .unwrap();
     pool.region_mut()[8192..8192 + 11].copy_from_slice(b"relaxed-pm!");
-    pool.persist(8192, 11, 1, rpmem::PERSIST_RELAXED).unwrap();
+    pool.persist(8192, 11, 1, PersistFlags::RELAXED).unwrap();
     pool.region_mut()[3 * MIB..3 * MIB + 4].copy_from_slice(b"deep");
     pool.deep_persist(3 * MIB, 4, 1).unwrap();
 
@@ -224,9 +225,9 @@ fn round_trip(t: &LocalTarget, name: &str, size: usize, parts: &[PathBuf]) -> Ve
     while off < size {
         let n = chunk.min(size - off);
         let flags = if lane % 2 == 0 {
-            0
+            PersistFlags::empty()
         } else {
-            rpmem::PERSIST_RELAXED
+            PersistFlags::RELAXED
         };
         pool.persist(off, n, lane, flags).unwrap();
         off += n;
