@@ -10,6 +10,8 @@
 #   make soak DURATION=S       install into target/test-prefix and run the randomized
 #                              crash test for S seconds (default 300; make test runs 30)
 #   make lint                  rustfmt check + clippy with warnings as errors
+#   make doc                   API docs of the library crates, warnings as errors
+#   make package               cargo package the crates a Rust user depends on
 
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
@@ -21,6 +23,8 @@ RELEASE_DIR := $(TARGET_DIR)/release
 VERSION     := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' $(CURDIR)/Cargo.toml | head -n 1)
 
 BINARIES := rpmemd rpmem rpmem-ssh-local
+# The crates a Rust user depends on (rpmem and what it pulls in).
+LIB_CRATES := rpmem-proto rpmem-storage rpmem-transport rpmem
 CAPI_SO  := librpmem_capi.so
 HEADER   ?= $(CURDIR)/crates/librpmem/include/librpmem.h
 PC_IN    ?= $(CURDIR)/crates/librpmem/librpmem.pc.in
@@ -46,7 +50,7 @@ BASHCOMPDIR := $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR  := $(DATADIR)/zsh/site-functions
 FISHCOMPDIR := $(DATADIR)/fish/vendor_completions.d
 
-.PHONY: all build install demo test bench soak lint clean
+.PHONY: all build install demo test bench soak lint doc package clean
 
 all: build
 
@@ -93,6 +97,12 @@ soak:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps $(addprefix -p ,$(LIB_CRATES))
+
+package:
+	$(CARGO) package $(addprefix -p ,$(LIB_CRATES))
 
 clean:
 	$(CARGO) clean

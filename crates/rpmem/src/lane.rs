@@ -29,6 +29,11 @@ impl Lane {
         }
     }
 
+    /// The lane's number in its pool.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
     /// Runs one transport call; a failure that leaves the connection in an
     /// unknown state breaks the lane.
     fn call<T>(

@@ -20,11 +20,117 @@ use crate::{sys, HEADER_SIZE, MAX_LANES, MIN_POOL};
 pub struct RemotePool {
     control: Mutex<Box<dyn ControlChannel>>,
     lanes: Vec<Mutex<Lane>>,
-    size: usize,
-    has_header: bool,
+    limits: Limits,
     attr: PoolAttr,
-    queue_limit: usize,
     name: String,
+}
+
+/// What every data call checks and needs besides its lane: shared by the
+/// indexed calls of [`RemotePool`] and the owned lanes of [`crate::Pool::split`].
+/// Each call logs itself at level 4 and its error at level 1, as librpmem.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Size of the local region.
+    size: usize,
+    /// The first [`HEADER_SIZE`] bytes hold the pool header.
+    has_header: bool,
+    /// Flushes a lane may have in flight before a flush drains.
+    queue_limit: usize,
+}
+
+impl Limits {
+    fn check_range(&self, offset: usize, len: usize, write: bool) -> Result<()> {
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| invalid(format!("offset {offset} + length {len} overflows")))?;
+        if end > self.size {
+            return Err(invalid(format!(
+                "range {offset}..{end} is beyond the pool size {}",
+                self.size
+            )));
+        }
+        if write && self.has_header && offset < HEADER_SIZE {
+            return Err(invalid(format!(
+                "offset {offset} is inside the {HEADER_SIZE}-byte pool header"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The wire flags for persist and flush flags.
+    fn wire_flags(flags: u32) -> Result<u8> {
+        wire_flags(flags).ok_or_else(|| invalid(format!("invalid flags {flags:#x}")))
+    }
+
+    pub(crate) fn persist(
+        &self,
+        l: &mut Lane,
+        offset: usize,
+        len: usize,
+        flags: u32,
+    ) -> Result<()> {
+        log::trace!(
+            "rpmem_persist {offset}+{len} lane {} flags {flags:#x}",
+            l.index()
+        );
+        let r = Self::wire_flags(flags).and_then(|f| {
+            self.check_range(offset, len, true)?;
+            l.persist(false, f, offset as u64, len)
+        });
+        returned("rpmem_persist", r)
+    }
+
+    pub(crate) fn deep_persist(&self, l: &mut Lane, offset: usize, len: usize) -> Result<()> {
+        log::trace!("rpmem_deep_persist {offset}+{len} lane {}", l.index());
+        let r = self
+            .check_range(offset, len, true)
+            .and_then(|()| l.persist(true, 0, offset as u64, len));
+        returned("rpmem_deep_persist", r)
+    }
+
+    pub(crate) fn flush(&self, l: &mut Lane, offset: usize, len: usize, flags: u32) -> Result<()> {
+        log::trace!(
+            "rpmem_flush {offset}+{len} lane {} flags {flags:#x}",
+            l.index()
+        );
+        let r = Self::wire_flags(flags).and_then(|f| {
+            self.check_range(offset, len, true)?;
+            l.flush(f, offset as u64, len, self.queue_limit)
+        });
+        returned("rpmem_flush", r)
+    }
+
+    pub(crate) fn drain(l: &mut Lane, flags: u32) -> Result<()> {
+        log::trace!("rpmem_drain lane {} flags {flags:#x}", l.index());
+        let r = if flags == 0 {
+            l.drain()
+        } else {
+            Err(invalid(format!("invalid flags {flags:#x}")))
+        };
+        returned("rpmem_drain", r)
+    }
+
+    pub(crate) fn read(&self, l: &mut Lane, buf: &mut [u8], offset: usize) -> Result<()> {
+        log::trace!("rpmem_read {offset}+{} lane {}", buf.len(), l.index());
+        let r = self.check_range(offset, buf.len(), false).and_then(|()| {
+            if buf.is_empty() {
+                return Ok(());
+            }
+            l.read(buf, offset as u64)
+        });
+        returned("rpmem_read", r)
+    }
+}
+
+impl std::fmt::Debug for RemotePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemotePool")
+            .field("pool", &self.name)
+            .field("size", &self.limits.size)
+            .field("lanes", &self.lanes.len())
+            .field("has_header", &self.limits.has_header)
+            .finish_non_exhaustive()
+    }
 }
 
 enum Mode {
@@ -234,10 +340,12 @@ impl RemotePool {
         let pool = RemotePool {
             control: Mutex::new(control),
             lanes,
-            size,
-            has_header: session.has_header,
+            limits: Limits {
+                size,
+                has_header: session.has_header,
+                queue_limit: cfg.work_queue_size.max(1),
+            },
             attr: session.attr,
-            queue_limit: cfg.work_queue_size.max(1),
             name,
         };
         Ok((pool, session.attr))
@@ -274,7 +382,7 @@ impl RemotePool {
 
     /// Whether the first 4096 bytes of the remote pool hold its header.
     pub fn has_header(&self) -> bool {
-        self.has_header
+        self.limits.has_header
     }
 
     /// The attributes the target reported when the pool was created or
@@ -286,108 +394,59 @@ impl RemotePool {
 
     /// Size of the local region (the usable part of the remote pool).
     pub fn size(&self) -> usize {
-        self.size
+        self.limits.size
     }
 
-    fn lane(&self, lane: u32) -> Result<MutexGuard<'_, Lane>> {
+    fn lane(&self, call: &str, lane: u32) -> Result<MutexGuard<'_, Lane>> {
         let l = self.lanes.get(lane as usize).ok_or_else(|| {
             invalid(format!(
                 "lane {lane} is out of range (the pool has {} lanes)",
                 self.lanes.len()
             ))
-        })?;
-        Ok(l.lock().unwrap_or_else(|e| e.into_inner()))
+        });
+        Ok(returned(call, l)?.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn check_range(&self, offset: usize, len: usize, write: bool) -> Result<()> {
-        let end = offset
-            .checked_add(len)
-            .ok_or_else(|| invalid(format!("offset {offset} + length {len} overflows")))?;
-        if end > self.size {
-            return Err(invalid(format!(
-                "range {offset}..{end} is beyond the pool size {}",
-                self.size
-            )));
-        }
-        if write && self.has_header && offset < HEADER_SIZE {
-            return Err(invalid(format!(
-                "offset {offset} is inside the {HEADER_SIZE}-byte pool header"
-            )));
-        }
-        Ok(())
-    }
-
-    /// The wire flags for persist and flush flags.
-    fn wire_flags(flags: u32) -> Result<u8> {
-        wire_flags(flags).ok_or_else(|| invalid(format!("invalid flags {flags:#x}")))
+    /// Every lane, each borrowed on its own (no lock per call), with what
+    /// the data calls check; for [`crate::Pool::split`].
+    pub(crate) fn lanes_mut(&mut self) -> (Limits, Vec<&mut Lane>) {
+        let lanes = self
+            .lanes
+            .iter_mut()
+            .map(|l| l.get_mut().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        (self.limits, lanes)
     }
 
     /// Copies `len` bytes at `offset` of the local region to the remote pool and
     /// makes them durable there. `flags`: 0 or [`crate::PERSIST_RELAXED`].
     pub fn persist(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        log::trace!("rpmem_persist {offset}+{len} lane {lane} flags {flags:#x}");
-        returned("rpmem_persist", self.persist_impl(offset, len, lane, flags))
-    }
-
-    fn persist_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        let f = Self::wire_flags(flags)?;
-        self.check_range(offset, len, true)?;
-        self.lane(lane)?.persist(false, f, offset as u64, len)
+        let mut l = self.lane("rpmem_persist", lane)?;
+        self.limits.persist(&mut l, offset, len, flags)
     }
 
     /// Like [`RemotePool::persist`], to the deepest durability domain of the target.
     pub fn deep_persist(&self, offset: usize, len: usize, lane: u32) -> Result<()> {
-        log::trace!("rpmem_deep_persist {offset}+{len} lane {lane}");
-        returned(
-            "rpmem_deep_persist",
-            self.deep_persist_impl(offset, len, lane),
-        )
-    }
-
-    fn deep_persist_impl(&self, offset: usize, len: usize, lane: u32) -> Result<()> {
-        self.check_range(offset, len, true)?;
-        self.lane(lane)?.persist(true, 0, offset as u64, len)
+        let mut l = self.lane("rpmem_deep_persist", lane)?;
+        self.limits.deep_persist(&mut l, offset, len)
     }
 
     /// Copies without waiting for durability; see [`RemotePool::drain`].
     pub fn flush(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        log::trace!("rpmem_flush {offset}+{len} lane {lane} flags {flags:#x}");
-        returned("rpmem_flush", self.flush_impl(offset, len, lane, flags))
-    }
-
-    fn flush_impl(&self, offset: usize, len: usize, lane: u32, flags: u32) -> Result<()> {
-        let f = Self::wire_flags(flags)?;
-        self.check_range(offset, len, true)?;
-        self.lane(lane)?
-            .flush(f, offset as u64, len, self.queue_limit)
+        let mut l = self.lane("rpmem_flush", lane)?;
+        self.limits.flush(&mut l, offset, len, flags)
     }
 
     /// Makes every earlier flush on `lane` durable. `flags` must be 0.
     pub fn drain(&self, lane: u32, flags: u32) -> Result<()> {
-        log::trace!("rpmem_drain lane {lane} flags {flags:#x}");
-        returned("rpmem_drain", self.drain_impl(lane, flags))
-    }
-
-    fn drain_impl(&self, lane: u32, flags: u32) -> Result<()> {
-        if flags != 0 {
-            return Err(invalid(format!("invalid flags {flags:#x}")));
-        }
-        self.lane(lane)?.drain()
+        let mut l = self.lane("rpmem_drain", lane)?;
+        Limits::drain(&mut l, flags)
     }
 
     /// Reads `buf.len()` bytes at `offset` of the remote pool.
     pub fn read(&self, buf: &mut [u8], offset: usize, lane: u32) -> Result<()> {
-        log::trace!("rpmem_read {offset}+{} lane {lane}", buf.len());
-        returned("rpmem_read", self.read_impl(buf, offset, lane))
-    }
-
-    fn read_impl(&self, buf: &mut [u8], offset: usize, lane: u32) -> Result<()> {
-        self.check_range(offset, buf.len(), false)?;
-        let mut l = self.lane(lane)?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        l.read(buf, offset as u64)
+        let mut l = self.lane("rpmem_read", lane)?;
+        self.limits.read(&mut l, buf, offset)
     }
 
     /// Rewrites the stored attributes (`None`: zeroed attributes).

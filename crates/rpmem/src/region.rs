@@ -8,10 +8,12 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::flags::PersistFlags;
 use crate::pool::RemotePool;
+use crate::split::{Chunk, Lane};
 
 /// A remote pool together with the page-aligned local region it replicates.
 ///
 /// Write into [`Pool::region_mut`], then [`Pool::persist`] the ranges written.
+#[derive(Debug)]
 pub struct Pool {
     // Declared before `region` so the connection closes before the memory goes.
     remote: RemotePool,
@@ -116,6 +118,54 @@ impl Pool {
     /// Reads from the remote pool into `buf` (not into the local region).
     pub fn read(&self, buf: &mut [u8], offset: usize, lane: u32) -> Result<()> {
         self.remote.read(buf, offset, lane)
+    }
+
+    /// Splits the pool for threads: the whole local region as one [`Chunk`]
+    /// (divide it with [`Chunk::chunks`] or [`Chunk::split_at`]) and one
+    /// owned [`Lane`] per lane granted. Each thread takes a chunk and a lane,
+    /// writes its chunk and replicates it while the others do the same with
+    /// theirs; no call takes a lock.
+    ///
+    /// ```
+    /// # let Some(_sandbox) = rpmem::doc_support::Sandbox::new() else { return Ok(()) };
+    /// use rpmem::{PersistFlags, Pool};
+    ///
+    /// let mut pool = Pool::builder("localhost", "pool.set")
+    ///     .size(4 << 20)
+    ///     .lanes(4)
+    ///     .create(None)?;
+    /// let (region, lanes) = pool.split();
+    /// let per_lane = region.len() / lanes.len();
+    /// std::thread::scope(|s| {
+    ///     let workers: Vec<_> = region
+    ///         .chunks(per_lane)
+    ///         .zip(lanes)
+    ///         .map(|(mut chunk, mut lane)| {
+    ///             s.spawn(move || {
+    ///                 chunk.fill(lane.index() as u8 + 1);
+    ///                 lane.persist(&chunk, .., PersistFlags::empty())?;
+    ///                 // Part of it again, without the 8-byte atomicity.
+    ///                 chunk[..64].fill(0xff);
+    ///                 lane.persist(&chunk, ..64, PersistFlags::RELAXED)
+    ///             })
+    ///         })
+    ///         .collect();
+    ///     workers.into_iter().try_for_each(|w| w.join().unwrap())
+    /// })?;
+    ///
+    /// let mut back = [0u8; 2];
+    /// pool.read(&mut back, per_lane + 64, 1)?;
+    /// assert_eq!(back, [2, 2]);
+    /// pool.close()?;
+    /// # Ok::<(), rpmem::Error>(())
+    /// ```
+    pub fn split(&mut self) -> (Chunk<'_>, Vec<Lane<'_>>) {
+        let (limits, conns) = self.remote.lanes_mut();
+        let lanes = conns
+            .into_iter()
+            .map(|c| Lane::new(c, limits, &self.region))
+            .collect();
+        (Chunk::whole(&mut self.region), lanes)
     }
 
     /// See [`RemotePool::set_attr`].

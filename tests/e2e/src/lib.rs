@@ -152,6 +152,17 @@ impl LocalTarget {
         path
     }
 
+    /// Writes `<name>.set`: one part `<dir>/<name>.part` of `size` (a poolset
+    /// size such as `8M`) with `OPTION NOHDRS`; returns the part's path.
+    pub fn write_nohdrs_set(&self, name: &str, size: &str) -> PathBuf {
+        let part = self.dir().join(format!("{name}.part"));
+        self.write_poolset(
+            &format!("{name}.set"),
+            &format!("PMEMPOOLSET\nOPTION NOHDRS\n{size} {}\n", part.display()),
+        );
+        part
+    }
+
     /// Path of the daemon's log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir().join("rpmemd.log")

@@ -33,15 +33,6 @@ fn assert_one_line_error(out: &Output) -> String {
     err
 }
 
-fn nohdrs_set(t: &LocalTarget, name: &str, size: &str) -> std::path::PathBuf {
-    let part = t.dir().join(format!("{name}.part"));
-    t.write_poolset(
-        &format!("{name}.set"),
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n{size} {}\n", part.display()),
-    );
-    part
-}
-
 #[test]
 fn demo_succeeds_and_verifies() {
     let out = rpmem(None, &["demo"]);
@@ -95,7 +86,7 @@ fn rm_of_missing_pool_is_enoent() {
 #[test]
 fn create_info_rm_nohdrs() {
     let t = LocalTarget::new();
-    let part = nohdrs_set(&t, "a", "4M");
+    let part = t.write_nohdrs_set("a", "4M");
     let out = rpmem(
         Some(&t),
         &[
@@ -188,7 +179,7 @@ fn bad_target_is_one_line_einval() {
 #[test]
 fn unreachable_daemon_is_one_line_error() {
     let t = LocalTarget::new();
-    nohdrs_set(&t, "x", "4M");
+    t.write_nohdrs_set("x", "4M");
     let out = run_with_timeout(
         Command::new(bin("rpmem"))
             .args(["info", "localhost", "x.set"])

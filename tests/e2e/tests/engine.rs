@@ -100,8 +100,7 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
     pool.close().unwrap();
 
     let e = Pool::create(&cfg, "localhost", "hdr.set", 8 * MIB, 1, Some(&attr()))
-        .err()
-        .expect("second create must fail");
+        .expect_err("second create must fail");
     assert_eq!(e.errno(), libc::EEXIST, "{e}");
 
     let (pool, got) = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).unwrap();
@@ -110,17 +109,13 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
     pool.read(&mut buf, 4096, 0).unwrap();
     assert_eq!(&buf, b"data");
     // A pool open elsewhere is busy.
-    let busy = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1)
-        .err()
-        .expect("busy");
+    let busy = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).expect_err("busy");
     assert_eq!(busy.errno(), libc::EBUSY, "{busy}");
     pool.close().unwrap();
 
     rpmem::remove(&cfg, "localhost", "hdr.set", RemoveFlags::default()).unwrap();
     assert!(!part.exists());
-    let e = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1)
-        .err()
-        .expect("gone");
+    let e = Pool::open(&cfg, "localhost", "hdr.set", 8 * MIB, 1).expect_err("gone");
     assert_eq!(e.errno(), libc::ENOENT, "{e}");
 }
 
@@ -263,36 +258,27 @@ fn bad_arguments_are_refused_without_breaking_the_pool() {
     pool.close().unwrap();
 
     // Remote pool smaller than the local region.
-    let e = Pool::open(&cfg, "localhost", "b.set", 8 * MIB, 1)
-        .err()
-        .expect("too big");
+    let e = Pool::open(&cfg, "localhost", "b.set", 8 * MIB, 1).expect_err("too big");
     assert_eq!(e.errno(), libc::EFBIG, "{e}");
     // Attributes that do not match the set's header option.
     let e = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 1, Some(&attr()))
-        .err()
-        .expect("attr on NOHDRS");
+        .expect_err("attr on NOHDRS");
     assert!([libc::EINVAL, libc::EEXIST].contains(&e.errno()), "{e}");
     // Missing pool set.
-    let e = Pool::open(&cfg, "localhost", "nope.set", 4 * MIB, 1)
-        .err()
-        .expect("missing");
+    let e = Pool::open(&cfg, "localhost", "nope.set", 4 * MIB, 1).expect_err("missing");
     assert_eq!(e.errno(), libc::ENOENT, "{e}");
     // Unreachable target: the ssh client does not exist.
     let bad = Config {
         ssh: "/nonexistent/ssh".into(),
         ..cfg.clone()
     };
-    let e = Pool::open(&bad, "localhost", "b.set", 4 * MIB, 1)
-        .err()
-        .expect("no ssh");
+    let e = Pool::open(&bad, "localhost", "b.set", 4 * MIB, 1).expect_err("no ssh");
     assert_eq!(e.errno(), libc::ECONNRESET, "{e}");
     // The TCP transport switched off leaves none.
     let off = Config {
         enable_sockets: false,
         ..cfg.clone()
     };
-    let e = Pool::open(&off, "localhost", "b.set", 4 * MIB, 1)
-        .err()
-        .expect("no transport");
+    let e = Pool::open(&off, "localhost", "b.set", 4 * MIB, 1).expect_err("no transport");
     assert_eq!(e.errno(), libc::ENOMEDIUM, "{e}");
 }

@@ -392,7 +392,7 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
     }
     // Close frees everything: it returns, no process of the session is left,
     // and the pool opens again.
-    let pool = Arc::try_unwrap(pool).ok().expect("threads are done");
+    let pool = Arc::try_unwrap(pool).expect("threads are done");
     let t0 = Instant::now();
     let r = pool.close();
     eprintln!("close after target death: {:?} in {:?}", r, t0.elapsed());
@@ -1278,8 +1278,7 @@ fn full_target_filesystem_fails_create_with_enospc_and_leaves_no_files() {
     );
     let cfg = t.config();
     let e = Pool::create(&cfg, "localhost", "full.set", 8 * MIB, 1, None)
-        .err()
-        .expect("create on a full file system must fail");
+        .expect_err("create on a full file system must fail");
     eprintln!("create on a full tmpfs: {e}");
     assert_eq!(e.errno(), libc::ENOSPC, "{e}");
     assert!(e.to_string().contains("full.set"), "{e}");
@@ -1299,8 +1298,7 @@ fn full_target_filesystem_fails_create_with_enospc_and_leaves_no_files() {
         ..Default::default()
     };
     let e = Pool::create(&cfg, "localhost", "fullh.set", 8 * MIB, 1, Some(&attr))
-        .err()
-        .expect("create must fail");
+        .expect_err("create must fail");
     assert_eq!(e.errno(), libc::ENOSPC, "{e}");
     let left: Vec<_> = fs::read_dir(dir)
         .unwrap()

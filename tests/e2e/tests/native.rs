@@ -201,18 +201,10 @@ fn zsh_completion_is_found_by_compinit() {
     assert_eq!(text(&out.stdout).trim(), "_rpmem", "{out:?}");
 }
 
-fn nohdrs_set(t: &LocalTarget, name: &str) {
-    let part = t.dir().join(format!("{name}.part"));
-    t.write_poolset(
-        &format!("{name}.set"),
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n64M {}\n", part.display()),
-    );
-}
-
 #[test]
 fn create_shows_progress_only_on_a_terminal() {
     let t = LocalTarget::new();
-    nohdrs_set(&t, "piped");
+    t.write_nohdrs_set("piped", "64M");
     let out = run(Command::new(bin("rpmem"))
         .args(["create", "localhost", "piped.set", "--no-hdrs"])
         .envs(t.env()));
@@ -225,7 +217,7 @@ fn create_shows_progress_only_on_a_terminal() {
     }
     // script(1) gives the command a terminal and copies what it draws.
     let on_tty = |set: &str, extra: &str| {
-        nohdrs_set(&t, set);
+        t.write_nohdrs_set(set, "64M");
         let cmdline = format!(
             "{} create localhost {set}.set --no-hdrs {extra}",
             bin("rpmem").display()

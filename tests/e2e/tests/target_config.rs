@@ -195,8 +195,7 @@ fn bad_config_line_fails_the_session_naming_file_and_line() {
     .unwrap();
     let cfg = config_with(&format!("-c {}", conf.display()));
     let e = Pool::create(&cfg, "localhost", "b.set", 2 * MIB, 1, None)
-        .err()
-        .expect("a bad configuration line must fail the session");
+        .expect_err("a bad configuration line must fail the session");
     let msg = e.to_string();
     assert!(
         msg.contains(&format!("{}:2:", conf.display())),
@@ -240,9 +239,8 @@ fn round_trip(t: &LocalTarget, name: &str, size: usize, parts: &[PathBuf]) -> Ve
     let (pool, got) = Pool::open(&cfg, "localhost", name, size, 2).unwrap();
     assert_eq!(got.signature, attr().signature);
     // A second client is refused while this one holds the pool.
-    let busy = Pool::open(&cfg, "localhost", name, size, 1)
-        .err()
-        .expect("second open must be refused");
+    let busy =
+        Pool::open(&cfg, "localhost", name, size, 1).expect_err("second open must be refused");
     assert_eq!(busy.errno(), libc::EBUSY, "{busy}");
     let mut back = vec![0u8; size - 4096];
     for (i, piece) in back.chunks_mut(MIB).enumerate() {
@@ -302,8 +300,7 @@ fn damaged_header_is_refused_end_to_end_and_left_alone() {
         bad[byte] ^= 0x10;
         fs::write(&parts[part], &bad).unwrap();
         let e = Pool::open(&cfg, "localhost", "dmg.set", size, 1)
-            .err()
-            .expect("a damaged header must be refused");
+            .expect_err("a damaged header must be refused");
         assert_eq!(e.errno(), libc::EINVAL, "{e}");
         assert!(e.to_string().contains("checksum"), "{e}");
         assert_eq!(fs::read(&parts[part]).unwrap(), bad, "nothing written");
