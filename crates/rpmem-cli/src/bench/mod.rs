@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use rpmem::{Config, Pool, RemoveFlags, PERSIST_RELAXED};
+use rpmem::{Config, PersistFlags, Pool, RemoveFlags};
 
 use crate::commands::size_arg;
 use crate::error::{CliError, Result};
@@ -341,7 +341,7 @@ fn warm_up(pool: &Pool) -> Result<()> {
     let mut off = floor;
     while off < pool.size() {
         let len = MIB.min(pool.size() - off);
-        pool.persist(off, len, 0, PERSIST_RELAXED)?;
+        pool.persist(off, len, 0, PersistFlags::RELAXED)?;
         off += len;
     }
     Ok(())
@@ -396,7 +396,7 @@ impl Bench {
         &self,
         echo: &Echo,
         lanes: &[(&Pool, u32)],
-        flags: u32,
+        flags: PersistFlags,
         sessions: bool,
     ) -> Result<ThroughputFigure> {
         let n = lanes.len();
@@ -425,7 +425,7 @@ impl Bench {
             .iter()
             .map(|[a, b]| gib_per_s(&b.work) / gib_per_s(&a.work).max(1e-9))
             .collect();
-        let kind = if flags & PERSIST_RELAXED != 0 {
+        let kind = if flags.contains(PersistFlags::RELAXED) {
             "relaxed"
         } else {
             "flags 0"
@@ -488,7 +488,7 @@ impl Bench {
     /// after activity.
     fn idle(&self, pool: &Pool, secs: f64) -> Result<IdleFigure> {
         for i in 0..1000 {
-            pool.persist(Self::floor(pool) + i * 64, 64, 0, 0)?;
+            pool.persist(Self::floor(pool) + i * 64, 64, 0, PersistFlags::empty())?;
         }
         let local = self.runner.local;
         let a = cpu::start(local);
@@ -636,7 +636,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             },
             &mut |p, rng| {
                 let off = rng.offset(floor, limit, size, 8);
-                Ok(p.persist(off, size, 0, 0)?)
+                Ok(p.persist(off, size, 0, PersistFlags::empty())?)
             },
         )?);
     }
@@ -666,20 +666,25 @@ pub fn run(a: BenchArgs) -> Result<()> {
             },
             &mut |p, rng| {
                 for _ in 0..FLUSHES {
-                    p.flush(rng.offset(floor, limit, 4096, 8), 4096, 0, 0)?;
+                    p.flush(
+                        rng.offset(floor, limit, 4096, 8),
+                        4096,
+                        0,
+                        PersistFlags::empty(),
+                    )?;
                 }
-                Ok(p.drain(0, 0)?)
+                Ok(p.drain(0)?)
             },
         )?);
     }
 
     let mut throughput = Vec::new();
-    let shapes: &[(u32, u32)] = if want(Group::Throughput) {
+    let shapes: &[(u32, PersistFlags)] = if want(Group::Throughput) {
         &[
-            (1, PERSIST_RELAXED),
-            (1, 0),
-            (2, PERSIST_RELAXED),
-            (4, PERSIST_RELAXED),
+            (1, PersistFlags::RELAXED),
+            (1, PersistFlags::empty()),
+            (2, PersistFlags::RELAXED),
+            (4, PersistFlags::RELAXED),
         ]
     } else {
         &[]
@@ -697,7 +702,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             step(&format!("{sessions} sessions"));
             let pools = bench.sessions(l, sessions)?;
             let pairs: Vec<(&Pool, u32)> = pools.iter().map(|(p, _)| (p, 0)).collect();
-            let fig = bench.throughput(&echo, &pairs, PERSIST_RELAXED, true);
+            let fig = bench.throughput(&echo, &pairs, PersistFlags::RELAXED, true);
             for (p, set) in pools {
                 p.close()?;
                 rpmem::remove(&bench.cfg, &bench.target, &set, RemoveFlags::default())?;
