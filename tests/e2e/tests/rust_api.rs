@@ -170,15 +170,17 @@ fn errors_carry_their_kind_and_errno() {
         (ErrorKind::NotFound, libc::ENOENT)
     );
     let pool = builder(&t, "k.set").size(4 * MIB).create(None).unwrap();
+    let busy = builder(&t, "k.set").size(4 * MIB).open().unwrap_err();
+    assert_eq!(
+        (busy.kind(), busy.errno()),
+        (ErrorKind::ResourceBusy, libc::EBUSY)
+    );
+    pool.close().unwrap();
     let exists = builder(&t, "k.set").size(4 * MIB).create(None).unwrap_err();
     assert_eq!(
         (exists.kind(), exists.errno()),
         (ErrorKind::AlreadyExists, libc::EEXIST)
     );
-    let busy = builder(&t, "k.set").size(4 * MIB).open().unwrap_err();
-    assert_eq!(busy.errno(), libc::EBUSY);
-    assert_eq!(busy.kind(), ErrorKind::ResourceBusy);
-    pool.close().unwrap();
 
     // Into std::io::Error, for `?` in io code: same kind, same message, and
     // the errno back through the inner error.
