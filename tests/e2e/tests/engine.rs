@@ -194,9 +194,9 @@ fn bursts_of_flushes_of_every_size_and_alignment_land_exactly() {
     for round in 0..3 {
         for (k, &len) in sizes.iter().enumerate() {
             let flags = if (k + round) % 2 == 0 {
-                0
+                PersistFlags::empty()
             } else {
-                PERSIST_RELAXED
+                PersistFlags::RELAXED
             };
             if k % 5 == 4 {
                 pool.persist(off, len, 0, flags).unwrap();
@@ -206,7 +206,7 @@ fn bursts_of_flushes_of_every_size_and_alignment_land_exactly() {
             written.push((off, len));
             off += len + 13;
         }
-        pool.drain(0, 0).unwrap();
+        pool.drain(0).unwrap();
     }
     assert!(off < 8 * MIB);
     let on_disk = fs::read(&part).unwrap();
