@@ -101,8 +101,14 @@ lint:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps $(addprefix -p ,$(LIB_CRATES))
 
+# cargo verifies each package against the others through a local registry,
+# and takes registry crates of one version as unchanged: it keeps their
+# unpacked sources and builds. Start from neither, so a second run sees
+# today's code.
 package:
-	$(CARGO) package $(addprefix -p ,$(LIB_CRATES))
+	rm -rf $(TARGET_DIR)/package $(TARGET_DIR)/package-build \
+		"$${CARGO_HOME:-$$HOME/.cargo}"/registry/src/-*/rpmem-*-$(VERSION)
+	$(CARGO) package --target-dir $(TARGET_DIR)/package-build $(addprefix -p ,$(LIB_CRATES))
 
 clean:
 	$(CARGO) clean
