@@ -386,3 +386,44 @@ fn silent_connections_cannot_pile_up() {
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.contains("waiting to authenticate"), "{text}");
 }
+
+/// A persist whose payload is cut short is never acknowledged; on the
+/// default path what lands in the pool is whole 64 KiB pieces received
+/// before the cut (no piece written in part, no aligned word torn), as
+/// README's fault table says.
+#[test]
+fn cut_payload_lands_only_in_whole_pieces_and_is_not_acknowledged() {
+    const PIECE: usize = 64 << 10;
+    let env = Env::new();
+    let parts = env.set("cut.set", "NOHDRS", &[2 * M]);
+    let mut d = env.spawn(&[]);
+    let s = opened(d.create("cut.set", 2 * M, 1, None));
+    let mut l = connect(&s, 0);
+    let off = 8192u64;
+    let payload: Vec<u8> = (0..4 * PIECE).map(|i| (i % 251 + 1) as u8).collect();
+    let h = rpmem_proto::data::RequestHeader {
+        op: Op::Persist,
+        flags: 0,
+        offset: off,
+        length: payload.len() as u64,
+        tag: 9,
+    };
+    l.write_all(&h.encode()).unwrap();
+    // Two whole pieces and 100 bytes of the third, then the link is gone.
+    let sent = 2 * PIECE + 100;
+    l.write_all(&payload[..sent]).unwrap();
+    l.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(
+        read_ack(&mut l).is_none(),
+        "a cut persist is not acknowledged"
+    );
+    drop(l);
+    assert!(d.close().0.success());
+    let file = fs::read(&parts[0]).unwrap();
+    let at = off as usize;
+    assert!(file[at..at + 2 * PIECE] == payload[..2 * PIECE]);
+    assert!(
+        file[at + 2 * PIECE..at + 4 * PIECE].iter().all(|&b| b == 0),
+        "the incomplete piece and what never came are not written"
+    );
+}
