@@ -37,6 +37,9 @@ pub struct LaneSession<'a> {
     pool: &'a Pool,
     /// Ranges written and not yet made durable.
     pending: Vec<Range>,
+    /// A durability failure no answer has reported yet (one made while
+    /// flushes piled up): the next drain or persist on the lane fails.
+    unreported: bool,
 }
 
 impl<'a> LaneSession<'a> {
@@ -45,6 +48,7 @@ impl<'a> LaneSession<'a> {
         LaneSession {
             pool,
             pending: Vec::with_capacity(64),
+            unreported: false,
         }
     }
 
@@ -121,8 +125,15 @@ impl<'a> LaneSession<'a> {
                 }
                 match h.op {
                     // A flush is made durable by a later drain or persist,
-                    // or here once too many ranges wait.
+                    // or here once too many ranges wait; a flush has no
+                    // answer, so a failure then waits for the next one.
                     Op::Flush if self.pending.len() < MAX_PENDING => Status::Ok,
+                    Op::Flush => {
+                        if self.make_durable(lane.index(), false) != Status::Ok {
+                            self.unreported = true;
+                        }
+                        Status::Ok
+                    }
                     op => self.make_durable(lane.index(), op == Op::DeepPersist),
                 }
             }
@@ -139,11 +150,17 @@ impl<'a> LaneSession<'a> {
     }
 
     /// One coalesced durability pass over everything pending. The status is
-    /// what the initiator is told.
+    /// what the initiator is told: a failure, also when an earlier pass
+    /// failed unseen.
     fn make_durable(&mut self, index: u32, deep: bool) -> Status {
         let r = self.pool.persist(&mut self.pending, deep);
         self.pending.clear();
+        let earlier = std::mem::take(&mut self.unreported);
         match r {
+            Ok(()) if earlier => {
+                error!("lane {index}: reporting an earlier durability failure");
+                Status::Fatal
+            }
             Ok(()) => Status::Ok,
             Err(e) => {
                 error!("lane {index}: durability failed: {e}");
