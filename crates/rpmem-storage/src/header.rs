@@ -18,6 +18,8 @@ pub const FEAT_CHECK_BAD_BLOCKS: u32 = 0x1;
 const OFF_CHECKSUM: usize = 4088;
 const OFF_CKSUM_2K_END: usize = 2048;
 const OFF_SDS: usize = 4024;
+/// End of the fields before the unused area (arch flags end at 144).
+const OFF_FIELDS_END: usize = 144;
 const SDS_LEN: usize = 64;
 
 /// ELF machine number of the build target (`e_machine`), as PMDK records it.
@@ -223,7 +225,10 @@ impl PoolHeader {
     /// Decodes 4096 bytes, verifying the checksum. The error says what is
     /// wrong.
     pub fn from_bytes(b: &[u8; HEADER_LEN]) -> Result<PoolHeader, String> {
-        if b.iter().all(|&x| x == 0) {
+        // Every field zero (whatever the unused bytes hold) is no header.
+        if b[..OFF_FIELDS_END].iter().all(|&x| x == 0)
+            && b[OFF_SDS..OFF_SDS + SDS_LEN].iter().all(|&x| x == 0)
+        {
             return Err("the header is all zeros".into());
         }
         let u32_at = |off: usize| u32::from_le_bytes(arr(b, off));
@@ -344,5 +349,14 @@ mod tests {
     #[test]
     fn zero_header_is_refused() {
         assert!(PoolHeader::from_bytes(&[0u8; HEADER_LEN]).is_err());
+        // Found by fuzzing: every field zero, bytes only in the unused area,
+        // and a checksum that matches. It decoded to a header that encodes
+        // as all zeros, which then did not decode.
+        let mut b = [0u8; HEADER_LEN];
+        b[1000] = 1;
+        let sum = checksum(&b, false);
+        b[OFF_CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+        let e = PoolHeader::from_bytes(&b).unwrap_err();
+        assert!(e.contains("zero"), "{e}");
     }
 }
