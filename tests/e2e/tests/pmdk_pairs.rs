@@ -336,3 +336,37 @@ fn bad_persists_from_a_pmdk_client_are_refused_without_touching_the_pool() {
     s.close();
     assert_eq!(&fs::read(&part).unwrap()[8192..8196], b"good");
 }
+
+#[test]
+fn pmdk_librpmem_persists_1_mib_ranges_through_our_rpmemd() {
+    let Some(pmdk) = pmdk::prefix() else { return };
+    let t = LocalTarget::new();
+    let part = t.dir().join("bench.part");
+    t.write_poolset(
+        "bench.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n64M {}\n", part.display()),
+    );
+    // The program BENCHMARKS.md compares pairings with, briefly: 64 B and
+    // 1 MiB persists of a pool filled with 0x5a.
+    let out = run_ours(
+        pmdk,
+        &t,
+        "persist_bench.c",
+        &[],
+        &["localhost", "bench.set", "0.3"],
+    );
+    assert!(
+        out.starts_with("64B p50 ") && out.contains("\n1MiB "),
+        "{out}"
+    );
+    // The 1 MiB persists cover the pool from offset 0, one MiB after another.
+    let n: usize = out
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(n > 0, "{out}");
+    let bytes = fs::read(&part).unwrap();
+    let covered = n.min(63) << 20;
+    assert!(bytes[..covered].iter().all(|&b| b == 0x5a), "{out}");
+}
