@@ -294,6 +294,8 @@ fn listen(addr: IpAddr, provider: Provider) -> std::result::Result<Listening, Re
 struct Shared {
     pool: Arc<Pool>,
     stop: AtomicBool,
+    /// Lanes established so far.
+    lanes: AtomicU32,
     /// Address the client adds pool offsets to.
     raddr: u64,
     nlanes: u32,
@@ -355,6 +357,7 @@ impl FabricSession {
         let shared = Arc::new(Shared {
             pool: Arc::clone(&pool),
             stop: AtomicBool::new(false),
+            lanes: AtomicU32::new(0),
             raddr,
             nlanes,
             buff_size,
@@ -417,7 +420,7 @@ fn accept_lanes(
     shared: &Arc<Shared>,
     threads: &Mutex<Vec<JoinHandle<()>>>,
 ) {
-    let accepted = AtomicU32::new(0);
+    let mut conns = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
         let req = match listener.next_request(POLL) {
             Ok(r) => r,
@@ -427,8 +430,8 @@ fn accept_lanes(
                 return;
             }
         };
-        let n = accepted.fetch_add(1, Ordering::Relaxed);
-        if n >= shared.nlanes {
+        conns = conns.wrapping_add(1);
+        if shared.lanes.load(Ordering::Relaxed) >= shared.nlanes {
             warn!(
                 "PMDK lanes: refused a connection past the {} lanes granted",
                 shared.nlanes
@@ -439,7 +442,7 @@ fn accept_lanes(
         // An endpoint stays on the thread that made it.
         let (domain, shared) = (Arc::clone(domain), Arc::clone(shared));
         let spawned = thread::Builder::new()
-            .name(format!("pmdk-lane-{n}"))
+            .name(format!("pmdk-conn-{conns}"))
             .spawn(move || match Lane::accept(&domain, req, &shared) {
                 Ok(lane) => lane.serve(),
                 Err(e) => warn!("PMDK lanes: accepting a connection: {e}"),
@@ -476,6 +479,16 @@ impl Lane {
     }
 
     fn serve(mut self) {
+        // Only established connections count against the lanes granted (a
+        // connection that failed to be accepted takes no slot).
+        if self.shared.lanes.fetch_add(1, Ordering::Relaxed) >= self.shared.nlanes {
+            warn!(
+                "PMDK lanes: dropped a connection past the {} lanes granted",
+                self.shared.nlanes
+            );
+            self.ep.shutdown();
+            return;
+        }
         let mut msg = vec![0u8; self.buf.len()];
         while !self.shared.stop.load(Ordering::Relaxed) {
             let done = match self.ep.wait(POLL) {
