@@ -17,6 +17,7 @@ pub mod control;
 pub mod data;
 pub mod pmdk;
 pub mod status;
+pub mod text;
 
 pub use attr::PoolAttr;
 pub use status::Status;

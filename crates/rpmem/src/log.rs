@@ -17,6 +17,7 @@ use std::io::Write;
 use std::sync::{Mutex, Once};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use rpmem_proto::text::escape_controls;
 
 use crate::error::Error;
 
@@ -70,11 +71,14 @@ impl Log for Logger {
         if !self.enabled(r.metadata()) {
             return;
         }
+        // Names and the target's messages can hold anything; one record is
+        // one line.
+        let text = r.args().to_string();
         let line = format!(
             "<librpmem>: <{}> [{}] {}\n",
             number(r.level()),
             r.module_path().unwrap_or("rpmem"),
-            r.args()
+            escape_controls(&text)
         );
         match &self.sink {
             Sink::File(f) => {

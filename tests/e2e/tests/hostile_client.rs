@@ -259,3 +259,28 @@ fn daemon_start_up_failures_carry_the_daemons_errno() {
         .unwrap();
     assert_eq!(e.errno(), libc::ECONNRESET, "{e}");
 }
+
+/// The library's log: a pool set name (or a target's message) holding a
+/// newline stays on its record's line.
+#[test]
+fn library_log_lines_cannot_be_forged() {
+    let t = LocalTarget::new();
+    let log = t.dir().join("client.log");
+    let out = run_with_timeout(
+        Command::new(bin("rpmem"))
+            .args(["info", "localhost", "x.set\n<librpmem>: <1> forged"])
+            .envs(t.env())
+            .env("RPMEM_LOG_LEVEL", "3")
+            .env("RPMEM_LOG_FILE", &log),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(libc::ENOENT), "{out:?}");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains(r"x.set\n<librpmem>: <1> forged"), "{text}");
+    for line in text.lines() {
+        assert!(
+            line.starts_with("<librpmem>: <") && !line.starts_with("<librpmem>: <1> forged"),
+            "{line:?}"
+        );
+    }
+}
