@@ -31,6 +31,10 @@ pub struct Config {
     /// How long a data-path call waits for the target before failing with
     /// ECONNRESET (`RPMEM_TIMEOUT_MS`, default 5000).
     pub io_timeout: Duration,
+    /// How long `rpmem_create` and `rpmem_open` may take, from starting the
+    /// ssh client to the daemon's answer (`RPMEM_OPEN_TIMEOUT_MS`, default
+    /// 60000; 0 or `None`: no limit). Past it they fail with ETIMEDOUT.
+    pub open_timeout: Option<Duration>,
     /// How long a lane busy-polls for a reply before parking in the kernel
     /// (`RPMEM_SPIN_US`, default 100 µs; 0 disables). Waking a parked thread
     /// costs ~100 µs on small VMs, more than a loopback round trip.
@@ -47,6 +51,7 @@ impl Default for Config {
             enable_sockets: true,
             enable_verbs: true,
             io_timeout: Duration::from_secs(5),
+            open_timeout: Some(Duration::from_secs(60)),
             spin: spin::DEFAULT_SPIN,
         }
     }
@@ -87,6 +92,11 @@ impl Config {
             io_timeout: env_num::<u64>("RPMEM_TIMEOUT_MS")
                 .filter(|n| *n > 0)
                 .map_or(d.io_timeout, Duration::from_millis),
+            open_timeout: match env_num::<u64>("RPMEM_OPEN_TIMEOUT_MS") {
+                None => d.open_timeout,
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+            },
             spin: spin::window_from_env(spin::INITIATOR_SPIN_VAR),
         }
     }

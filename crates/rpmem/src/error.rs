@@ -36,6 +36,13 @@ pub enum Error {
     /// No transport is enabled or usable.
     #[error("{0}")]
     NoTransport(String),
+    /// Create or open did not complete within `RPMEM_OPEN_TIMEOUT_MS`.
+    #[error("{0}")]
+    TimedOut(String),
+    /// The handle belongs to another process: this one was forked from the
+    /// process that created or opened the pool.
+    #[error("{0}")]
+    ForeignProcess(String),
     /// The peer sent something the protocol does not allow.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -60,6 +67,8 @@ impl Error {
             Error::ConnectionAborted(_) => libc::ECONNABORTED,
             Error::NoTransport(_) => libc::ENOMEDIUM,
             Error::Protocol(_) => libc::EPROTO,
+            Error::ForeignProcess(_) => libc::EPERM,
+            Error::TimedOut(_) => libc::ETIMEDOUT,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         }
     }

@@ -6,9 +6,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rpmem_proto::control::{self, Answer, FrameError, Request, Response};
+use rpmem_proto::control::{self, Answer, Request, Response};
 use rpmem_proto::pmdk::obc;
 
 use crate::config::{Config, Target};
@@ -140,6 +140,12 @@ pub(crate) struct Control {
     timeout: Duration,
     /// Whether the daemon's startup status has been read.
     greeted: bool,
+    /// The process that started the ssh client; only it may stop it.
+    owner: u32,
+    /// When the ssh client started, and how long create and open may take
+    /// from then (`RPMEM_OPEN_TIMEOUT_MS`; `None`: no limit).
+    started: Instant,
+    open_timeout: Option<Duration>,
 }
 
 /// The control channel of a session, as the engine drives it: the ssh
@@ -166,6 +172,7 @@ impl ControlChannel for Control {
 impl Control {
     /// Starts `remote_cmd` on `target` through the ssh client.
     pub(crate) fn start(cfg: &Config, target: &Target, remote_cmd: &str) -> Result<Control> {
+        let started = Instant::now();
         let mut child = ssh_command(cfg, target, remote_cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -189,10 +196,15 @@ impl Control {
             ),
             timeout: cfg.io_timeout,
             greeted: false,
+            owner: std::process::id(),
+            started,
+            open_timeout: cfg.open_timeout,
         })
     }
 
-    /// Sends a request and waits for its response.
+    /// Sends a request and waits for its response: for create and open
+    /// until `RPMEM_OPEN_TIMEOUT_MS` after the ssh client started, for
+    /// requests on an open pool at most `RPMEM_TIMEOUT_MS`.
     pub(crate) fn call(&mut self, req: &Request) -> Result<Answer> {
         let frame = req.encode();
         let sent = match &self.stdin {
@@ -202,37 +214,31 @@ impl Control {
         if sent.is_err() {
             return Err(self.died("while sending a request"));
         }
-        // Create and open may legitimately take long (allocating a large
-        // pool); the answer to a request on an open pool must come within
-        // the time limit, or a stalled target would hang close forever.
-        if matches!(req, Request::SetAttr { .. } | Request::Close)
-            && !matches!(
-                sys::wait_readable(self.stdout.as_raw_fd(), self.timeout),
-                Ok(true)
-            )
-        {
-            let _ = self.child.kill();
-            self.stdin.take();
-            let _ = self.child.wait();
-            // Not joined: a stalled remote process may still hold the
-            // stderr pipe; the reader thread ends when it does.
-            self.tail_reader.take();
-            return Err(Error::ConnectionReset(format!(
-                "{} did not answer within {} ms (RPMEM_TIMEOUT_MS); the ssh client was stopped",
-                self.what,
-                self.timeout.as_millis()
-            )));
-        }
+        let opening = matches!(req, Request::Create { .. } | Request::Open { .. });
+        let deadline = if opening {
+            self.open_timeout.map(|t| self.started + t)
+        } else {
+            Some(Instant::now() + self.timeout)
+        };
         if !self.greeted {
             // The daemon writes a 4-byte status when it is ready (as PMDK's
             // does; see rpmemd's server), before any answer: read after the
             // first request so it costs no round trip.
             let mut status = [0u8; obc::STATUS_LEN];
-            if self.stdout.read_exact(&mut status).is_err() {
-                return Err(self.died("before answering"));
-            }
+            self.read_by(&mut status, deadline, opening, "before answering")?;
             match obc::decode_startup_status(status) {
                 0 => self.greeted = true,
+                // A non-zero status is the errno of a start-up failure.
+                s @ 1..=4095 => {
+                    return Err(Error::RemoteExit {
+                        code: s as i32,
+                        message: format!(
+                            "{} failed to start: {}",
+                            self.what,
+                            std::io::Error::from_raw_os_error(s as i32)
+                        ),
+                    })
+                }
                 s => {
                     return Err(Error::Protocol(format!(
                         "{} reported status {s} when it started",
@@ -241,18 +247,63 @@ impl Control {
                 }
             }
         }
-        let body = match control::read_frame(&mut self.stdout) {
-            Ok(Some(b)) => b,
-            Ok(None) | Err(FrameError::Io(_)) | Err(FrameError::Cut { in_body: false }) => {
-                return Err(self.died("before answering"))
-            }
-            Err(FrameError::Cut { in_body: true }) => {
-                return Err(self.died("in the middle of an answer"))
-            }
-            Err(FrameError::Bad(e)) => return Err(Error::Protocol(e.to_string())),
-        };
+        let mut prefix = [0u8; 4];
+        self.read_by(&mut prefix, deadline, opening, "before answering")?;
+        let len = control::frame_len(prefix).map_err(|e| Error::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; len];
+        self.read_by(&mut body, deadline, opening, "in the middle of an answer")?;
         let resp = Response::decode(&body).map_err(|e| Error::Protocol(e.to_string()))?;
         req.answer(resp).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// Fills `buf` from the daemon's stdout before `deadline` (if any).
+    fn read_by(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+        opening: bool,
+        when: &str,
+    ) -> Result<()> {
+        let mut got = 0;
+        while got < buf.len() {
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if !matches!(sys::wait_readable(self.stdout.as_raw_fd(), left), Ok(true)) {
+                    return Err(self.stalled(opening));
+                }
+            }
+            match self.stdout.read(&mut buf[got..]) {
+                Ok(0) => return Err(self.died(when)),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(self.died(when)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the ssh client of a daemon that did not answer in time.
+    fn stalled(&mut self, opening: bool) -> Error {
+        let _ = self.child.kill();
+        self.stdin.take();
+        let _ = self.child.wait();
+        // Not joined: a stalled remote process may still hold the stderr
+        // pipe; the reader thread ends when it does.
+        self.tail_reader.take();
+        if opening {
+            let ms = self.open_timeout.unwrap_or_default().as_millis();
+            Error::TimedOut(format!(
+                "{} did not answer within {ms} ms of starting (RPMEM_OPEN_TIMEOUT_MS); \
+                 the ssh client was stopped",
+                self.what
+            ))
+        } else {
+            Error::ConnectionReset(format!(
+                "{} did not answer within {} ms (RPMEM_TIMEOUT_MS); the ssh client was stopped",
+                self.what,
+                self.timeout.as_millis()
+            ))
+        }
     }
 
     /// Builds the error for a daemon that went away, with its exit status and
@@ -305,6 +356,12 @@ impl Control {
 
 impl Drop for Control {
     fn drop(&mut self) {
+        if std::process::id() != self.owner {
+            // A child forked from the owner: the ssh client and the reader
+            // thread are the owner's. Close only our copies of the pipes.
+            std::mem::forget(self.tail_reader.take());
+            return;
+        }
         if self.tail_reader.is_some() {
             // Not finished cleanly: make sure no ssh process outlives us.
             let _ = self.child.kill();

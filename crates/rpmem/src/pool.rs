@@ -23,6 +23,9 @@ pub struct RemotePool {
     limits: Limits,
     attr: PoolAttr,
     name: String,
+    /// The process that created or opened the pool: a child forked from it
+    /// shares the connections and must not use or end them.
+    owner: u32,
 }
 
 /// What every data call checks and needs besides its lane: shared by the
@@ -347,6 +350,7 @@ impl RemotePool {
             },
             attr: session.attr,
             name,
+            owner: std::process::id(),
         };
         Ok((pool, session.attr))
     }
@@ -397,7 +401,21 @@ impl RemotePool {
         self.limits.size
     }
 
+    /// Refuses a call from any process but the one that made the handle.
+    fn check_owner(&self) -> Result<()> {
+        let me = std::process::id();
+        if me == self.owner {
+            return Ok(());
+        }
+        Err(Error::ForeignProcess(format!(
+            "{} was opened by process {}; process {me} cannot use it \
+             (a pool handle does not survive fork)",
+            self.name, self.owner
+        )))
+    }
+
     fn lane(&self, call: &str, lane: u32) -> Result<MutexGuard<'_, Lane>> {
+        returned(call, self.check_owner())?;
         let l = self.lanes.get(lane as usize).ok_or_else(|| {
             invalid(format!(
                 "lane {lane} is out of range (the pool has {} lanes)",
@@ -456,6 +474,7 @@ impl RemotePool {
     }
 
     fn set_attr_impl(&self, attr: Option<&PoolAttr>) -> Result<()> {
+        self.check_owner()?;
         let attr = attr.copied().unwrap_or_default();
         let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
         self.done(c.call(&Request::SetAttr { attr })?)
@@ -485,6 +504,9 @@ impl RemotePool {
     }
 
     fn close_impl(self) -> Result<()> {
+        // In another process only its copies of the descriptors go, as
+        // `self` drops; the owner's session is untouched (see `Control`).
+        self.check_owner()?;
         for l in &self.lanes {
             l.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
         }

@@ -5,9 +5,9 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use e2e::{bin, run_with_timeout, LocalTarget};
+use e2e::{bin, compile_c, run_with_timeout, workspace_root, LocalTarget};
 use rpmem::{Config, Pool, RemoveFlags};
 
 const MIB: usize = 1024 * 1024;
@@ -283,4 +283,87 @@ fn library_log_lines_cannot_be_forged() {
             "{line:?}"
         );
     }
+}
+
+/// After fork, the child's calls on its parent's handle fail with EPERM
+/// and a message saying why; its close frees only its own copy, and the
+/// parent's session goes on (persist, read, close all succeed).
+#[test]
+fn a_forked_child_cannot_use_or_end_its_parents_pool() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("fork.part");
+    t.write_poolset(
+        "fork.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+    );
+    let pool = Pool::create(&t.config(), "localhost", "fork.set", 4 * MIB, 1, None).unwrap();
+    pool.close().unwrap();
+    let exe = compile_c(&workspace_root().join("tests/c/fork.c"));
+    let out = run_with_timeout(
+        Command::new(&exe)
+            .args(["localhost", "fork.set"])
+            .envs(t.env()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{out:?}\nstderr: {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        t.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    let data = fs::read(&part).unwrap();
+    assert!(data[..4096].iter().all(|b| *b == 0x33));
+}
+
+/// `rpmem_create` and `rpmem_open` end within `RPMEM_OPEN_TIMEOUT_MS`, both
+/// when the ssh client never connects and when the daemon never answers:
+/// ETIMEDOUT, and the ssh client is stopped.
+#[test]
+fn create_and_open_are_bounded_by_their_timeout() {
+    let t = LocalTarget::new();
+    let part = t.dir().join("slow.part");
+    t.write_poolset(
+        "slow.set",
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
+    );
+    let hung_ssh = t.dir().join("hung-ssh");
+    fs::write(&hung_ssh, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    fs::set_permissions(
+        &hung_ssh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let ssh_local = bin("rpmem-ssh-local").display().to_string();
+    for (ssh, cmd) in [
+        (hung_ssh.display().to_string(), t.rpmem_cmd()),
+        (ssh_local.clone(), "sleep 5".to_string()),
+        (ssh_local, format!("sleep 5; {}", t.rpmem_cmd())),
+    ] {
+        for op in ["create", "info"] {
+            let mut c = Command::new(bin("rpmem"));
+            c.args([op, "localhost", "slow.set", "--size", "4M"])
+                .env("RPMEM_SSH", &ssh)
+                .env("RPMEM_CMD", &cmd)
+                .env("RPMEM_OPEN_TIMEOUT_MS", "1000");
+            if op == "create" {
+                c.arg("--no-hdrs");
+            }
+            let start = Instant::now();
+            let out = run_with_timeout(&mut c, Duration::from_secs(20));
+            let took = start.elapsed();
+            assert_eq!(
+                out.status.code(),
+                Some(libc::ETIMEDOUT),
+                "{op} via {ssh} running {cmd}: {out:?}"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("RPMEM_OPEN_TIMEOUT_MS"), "{err}");
+            assert!(
+                took >= Duration::from_millis(1000) && took < Duration::from_secs(10),
+                "{op}: {took:?}"
+            );
+        }
+    }
+    assert!(!part.exists());
 }
