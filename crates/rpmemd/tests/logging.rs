@@ -111,10 +111,12 @@ fn a_message_repeated_in_a_loop_is_rate_limited() {
     let logs = log.to_str().unwrap();
     let mut d = env.spawn(&["--log-file", logs, "--log-level", "info"]);
     opened(d.create("p.set", 4096, 1, Some(attr())));
-    let n = 3000;
+    let n = 500;
+    let start = std::time::Instant::now();
     for _ in 0..n {
         assert_eq!(d.call(&Request::SetAttr { attr: attr() }), Response::Ok);
     }
+    let secs = start.elapsed().as_secs() as usize + 1;
     assert_eq!(d.call(&Request::Close), Response::Ok);
     assert!(d.finish().0.success());
     let lines = records(&log);
@@ -129,7 +131,8 @@ fn a_message_repeated_in_a_loop_is_rate_limited() {
             tail.split_whitespace().next()?.parse::<usize>().ok()
         })
         .sum();
-    assert!(shown < n / 10, "{shown} of {n} lines written");
+    // At most 10 a second (the first window may start just before the loop).
+    assert!(shown <= 10 * (secs + 1), "{shown} of {n} lines in {secs} s");
     assert_eq!(shown + left_out, n, "{lines:#?}");
     assert!(fs::metadata(&log).unwrap().len() < 64 * 1024);
 }
