@@ -1,6 +1,6 @@
 //! Link settings of the cdylib: the soname `librpmem.so.1` and the version
-//! script that defines the `LIBRPMEM_1.0` node (see `librpmem.map` and
-//! `src/symver.rs`).
+//! script `librpmem.map`, which defines the `LIBRPMEM_1.0` node and lists
+//! the exports (each declared with `export!`, which binds it to the node).
 
 use std::path::PathBuf;
 

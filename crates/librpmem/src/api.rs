@@ -1,6 +1,7 @@
 //! The exported librpmem API 1.3.
 //!
-//! Every function runs its body behind `ffi_boundary!`: no panic crosses
+//! Every function is declared with `export!`, which makes it a versioned C
+//! symbol and runs its body behind the panic boundary: no panic crosses
 //! into C; a failure returns NULL / -1, sets errno and this thread's message
 //! (see [`rpmem_errormsg`]). A call refused for its arguments leaves a live
 //! handle usable.
@@ -40,29 +41,23 @@ unsafe fn wanted_lanes(nlanes: *const c_uint) -> Result<u32, CapiError> {
     }
 }
 
-/// Creates a remote pool on `target` described by the pool set file
-/// `pool_set_name` (relative to the target's poolset directory) and opens it
-/// for the local region `pool_addr`..`pool_addr + pool_size`.
-///
-/// `*nlanes` is the number of lanes wanted (non-zero) and receives the number
-/// granted. `create_attr` non-NULL and non-zero makes a pool with a 4096-byte
-/// header; NULL or all-zero needs `OPTION NOHDRS` in the set. The environment
-/// (`RPMEM_SSH`, `RPMEM_CMD`, ...) is read at each call. Returns NULL and sets
-/// errno on failure.
-///
-/// # Safety
-/// Pointers must be NULL or valid for their C types; the region must stay
-/// readable until `rpmem_close`.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_create(
-    target: *const c_char,
-    pool_set_name: *const c_char,
-    pool_addr: *mut c_void,
-    pool_size: usize,
-    nlanes: *mut c_uint,
-    create_attr: *const RpmemPoolAttr,
-) -> *mut RpmemPool {
-    ffi_boundary!("rpmem_create", std::ptr::null_mut(), {
+export! {
+    /// Creates a remote pool on `target` described by the pool set file
+    /// `pool_set_name` (relative to the target's poolset directory) and opens it
+    /// for the local region `pool_addr`..`pool_addr + pool_size`.
+    ///
+    /// `*nlanes` is the number of lanes wanted (non-zero) and receives the number
+    /// granted. `create_attr` non-NULL and non-zero makes a pool with a 4096-byte
+    /// header; NULL or all-zero needs `OPTION NOHDRS` in the set. The environment
+    /// (`RPMEM_SSH`, `RPMEM_CMD`, ...) is read at each call. Returns NULL and sets
+    /// errno on failure.
+    ///
+    /// # Safety
+    /// Pointers must be NULL or valid for their C types; the region must stay
+    /// readable until `rpmem_close`.
+    unsafe fn rpmem_create(target: *const c_char, pool_set_name: *const c_char, pool_addr: *mut c_void, pool_size: usize, nlanes: *mut c_uint, create_attr: *const RpmemPoolAttr) -> *mut RpmemPool;
+    fail std::ptr::null_mut();
+    {
         non_null!(target, pool_set_name, pool_addr, nlanes);
         // SAFETY: non-NULL C strings, valid for the call per the C contract.
         let target = unsafe { ffi::str_arg(target, "target")? };
@@ -89,26 +84,20 @@ pub unsafe extern "C" fn rpmem_create(
         // SAFETY: checked non-NULL above; points to a writable unsigned.
         unsafe { ffi::write_u32(nlanes, pool.nlanes()) };
         Ok(ffi::into_handle(RpmemPool { pool }))
-    })
+    }
 }
 
-/// Opens an existing remote pool; arguments as for [`rpmem_create`]. When
-/// `open_attr` is non-NULL it receives the stored attributes (zero for a pool
-/// without headers). Opening with `open_attr == NULL` does not make a pool's
-/// header writable: that is decided by the target.
-///
-/// # Safety
-/// As for [`rpmem_create`]; `open_attr` must be NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_open(
-    target: *const c_char,
-    pool_set_name: *const c_char,
-    pool_addr: *mut c_void,
-    pool_size: usize,
-    nlanes: *mut c_uint,
-    open_attr: *mut RpmemPoolAttr,
-) -> *mut RpmemPool {
-    ffi_boundary!("rpmem_open", std::ptr::null_mut(), {
+export! {
+    /// Opens an existing remote pool; arguments as for [`rpmem_create`]. When
+    /// `open_attr` is non-NULL it receives the stored attributes (zero for a pool
+    /// without headers). Opening with `open_attr == NULL` does not make a pool's
+    /// header writable: that is decided by the target.
+    ///
+    /// # Safety
+    /// As for [`rpmem_create`]; `open_attr` must be NULL or writable.
+    unsafe fn rpmem_open(target: *const c_char, pool_set_name: *const c_char, pool_addr: *mut c_void, pool_size: usize, nlanes: *mut c_uint, open_attr: *mut RpmemPoolAttr) -> *mut RpmemPool;
+    fail std::ptr::null_mut();
+    {
         non_null!(target, pool_set_name, pool_addr, nlanes);
         // SAFETY: non-NULL C strings, valid for the call per the C contract.
         let target = unsafe { ffi::str_arg(target, "target")? };
@@ -133,17 +122,18 @@ pub unsafe extern "C" fn rpmem_open(
         // SAFETY: NULL or a writable struct rpmem_pool_attr per the C contract.
         unsafe { ffi::write_attr(open_attr, &attr) };
         Ok(ffi::into_handle(RpmemPool { pool }))
-    })
+    }
 }
 
-/// Overwrites the pool's stored attributes (`attr` NULL: zeroed ones).
-/// Returns 0, or -1 with errno set.
-///
-/// # Safety
-/// `rpp` must be NULL or a live handle; `attr` NULL or readable.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_set_attr(rpp: *mut RpmemPool, attr: *const RpmemPoolAttr) -> c_int {
-    ffi_boundary!("rpmem_set_attr", -1, {
+export! {
+    /// Overwrites the pool's stored attributes (`attr` NULL: zeroed ones).
+    /// Returns 0, or -1 with errno set.
+    ///
+    /// # Safety
+    /// `rpp` must be NULL or a live handle; `attr` NULL or readable.
+    unsafe fn rpmem_set_attr(rpp: *mut RpmemPool, attr: *const RpmemPoolAttr) -> c_int;
+    fail -1;
+    {
         non_null!(rpp);
         // SAFETY: non-NULL live handle per the C contract.
         let rpp = unsafe { ffi::handle_ref(rpp) };
@@ -151,121 +141,104 @@ pub unsafe extern "C" fn rpmem_set_attr(rpp: *mut RpmemPool, attr: *const RpmemP
         let attr = unsafe { ffi::read_attr(attr) };
         rpp.pool.set_attr(attr.as_ref())?;
         Ok(0)
-    })
+    }
 }
 
-/// Closes the pool on both sides (the remote pool stays). Returns 0, or -1
-/// with errno set if closing failed; the handle is freed in either case and
-/// must not be used again.
-///
-/// # Safety
-/// `rpp` must be NULL or a live handle that no other thread is using.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_close(rpp: *mut RpmemPool) -> c_int {
-    ffi_boundary!("rpmem_close", -1, {
+export! {
+    /// Closes the pool on both sides (the remote pool stays). Returns 0, or -1
+    /// with errno set if closing failed; the handle is freed in either case and
+    /// must not be used again.
+    ///
+    /// # Safety
+    /// `rpp` must be NULL or a live handle that no other thread is using.
+    unsafe fn rpmem_close(rpp: *mut RpmemPool) -> c_int;
+    fail -1;
+    {
         non_null!(rpp);
         // SAFETY: non-NULL live handle, given up by the caller.
         let rpp = unsafe { ffi::from_handle(rpp) };
         rpp.pool.close()?;
         Ok(0)
-    })
+    }
 }
 
-/// Copies `length` bytes at `offset` of the local region to the remote pool
-/// and makes them durable there. `flags`: 0 or `RPMEM_PERSIST_RELAXED`.
-/// Returns 0, or -1 with errno set.
-///
-/// # Safety
-/// `rpp` must be NULL or a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_persist(
-    rpp: *mut RpmemPool,
-    offset: usize,
-    length: usize,
-    lane: c_uint,
-    flags: c_uint,
-) -> c_int {
-    ffi_boundary!("rpmem_persist", -1, {
+export! {
+    /// Copies `length` bytes at `offset` of the local region to the remote pool
+    /// and makes them durable there. `flags`: 0 or `RPMEM_PERSIST_RELAXED`.
+    /// Returns 0, or -1 with errno set.
+    ///
+    /// # Safety
+    /// `rpp` must be NULL or a live handle.
+    unsafe fn rpmem_persist(rpp: *mut RpmemPool, offset: usize, length: usize, lane: c_uint, flags: c_uint) -> c_int;
+    fail -1;
+    {
         non_null!(rpp);
         // SAFETY: non-NULL live handle per the C contract.
         let rpp = unsafe { ffi::handle_ref(rpp) };
         rpp.pool.persist(offset, length, lane, flags)?;
         Ok(0)
-    })
+    }
 }
 
-/// Like [`rpmem_persist`] (flags 0), and also flushes to the deepest
-/// durability domain the target offers.
-///
-/// # Safety
-/// `rpp` must be NULL or a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_deep_persist(
-    rpp: *mut RpmemPool,
-    offset: usize,
-    length: usize,
-    lane: c_uint,
-) -> c_int {
-    ffi_boundary!("rpmem_deep_persist", -1, {
+export! {
+    /// Like [`rpmem_persist`] (flags 0), and also flushes to the deepest
+    /// durability domain the target offers.
+    ///
+    /// # Safety
+    /// `rpp` must be NULL or a live handle.
+    unsafe fn rpmem_deep_persist(rpp: *mut RpmemPool, offset: usize, length: usize, lane: c_uint) -> c_int;
+    fail -1;
+    {
         non_null!(rpp);
         // SAFETY: non-NULL live handle per the C contract.
         let rpp = unsafe { ffi::handle_ref(rpp) };
         rpp.pool.deep_persist(offset, length, lane)?;
         Ok(0)
-    })
+    }
 }
 
-/// Copies without waiting for durability (see [`rpmem_drain`]).
-/// `flags`: 0 or `RPMEM_FLUSH_RELAXED`.
-///
-/// # Safety
-/// `rpp` must be NULL or a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_flush(
-    rpp: *mut RpmemPool,
-    offset: usize,
-    length: usize,
-    lane: c_uint,
-    flags: c_uint,
-) -> c_int {
-    ffi_boundary!("rpmem_flush", -1, {
+export! {
+    /// Copies without waiting for durability (see [`rpmem_drain`]).
+    /// `flags`: 0 or `RPMEM_FLUSH_RELAXED`.
+    ///
+    /// # Safety
+    /// `rpp` must be NULL or a live handle.
+    unsafe fn rpmem_flush(rpp: *mut RpmemPool, offset: usize, length: usize, lane: c_uint, flags: c_uint) -> c_int;
+    fail -1;
+    {
         non_null!(rpp);
         // SAFETY: non-NULL live handle per the C contract.
         let rpp = unsafe { ffi::handle_ref(rpp) };
         rpp.pool.flush(offset, length, lane, flags)?;
         Ok(0)
-    })
+    }
 }
 
-/// Makes every earlier flush on `lane` durable. `flags` must be 0.
-///
-/// # Safety
-/// `rpp` must be NULL or a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_drain(rpp: *mut RpmemPool, lane: c_uint, flags: c_uint) -> c_int {
-    ffi_boundary!("rpmem_drain", -1, {
+export! {
+    /// Makes every earlier flush on `lane` durable. `flags` must be 0.
+    ///
+    /// # Safety
+    /// `rpp` must be NULL or a live handle.
+    unsafe fn rpmem_drain(rpp: *mut RpmemPool, lane: c_uint, flags: c_uint) -> c_int;
+    fail -1;
+    {
         non_null!(rpp);
         // SAFETY: non-NULL live handle per the C contract.
         let rpp = unsafe { ffi::handle_ref(rpp) };
         rpp.pool.drain(lane, flags)?;
         Ok(0)
-    })
+    }
 }
 
-/// Reads `length` bytes at `offset` of the remote pool into `buff` (which
-/// may be NULL only when `length` is 0). Returns 0, or -1 with errno set.
-///
-/// # Safety
-/// `rpp` must be NULL or a live handle; `buff` NULL or `length` writable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_read(
-    rpp: *mut RpmemPool,
-    buff: *mut c_void,
-    offset: usize,
-    length: usize,
-    lane: c_uint,
-) -> c_int {
-    ffi_boundary!("rpmem_read", -1, {
+export! {
+    /// Reads `length` bytes at `offset` of the remote pool into `buff` (which
+    /// may be NULL only when `length` is 0). Returns 0, or -1 with errno set.
+    ///
+    /// # Safety
+    /// `rpp` must be NULL or a live handle; `buff` NULL or `length` writable bytes.
+    unsafe fn rpmem_read(rpp: *mut RpmemPool, buff: *mut c_void, offset: usize, length: usize, lane: c_uint) -> c_int;
+    fail -1;
+    {
         non_null!(rpp);
         // SAFETY: non-NULL live handle per the C contract.
         let rpp = unsafe { ffi::handle_ref(rpp) };
@@ -274,23 +247,20 @@ pub unsafe extern "C" fn rpmem_read(
         let buf = unsafe { ffi::out_buffer(buff.cast::<u8>(), length)? };
         rpp.pool.read(buf, offset, lane)?;
         Ok(0)
-    })
+    }
 }
 
-/// Removes the remote pool described by `pool_set` on `target`: its part
-/// files; with `RPMEM_REMOVE_FORCE` even if inconsistent; with
-/// `RPMEM_REMOVE_POOL_SET` the set file too. Other flag bits → EINVAL.
-/// Returns 0, or -1 with errno set (ENOENT for a missing pool).
-///
-/// # Safety
-/// `target` and `pool_set` must be NULL or NUL-terminated strings.
-#[no_mangle]
-pub unsafe extern "C" fn rpmem_remove(
-    target: *const c_char,
-    pool_set: *const c_char,
-    flags: c_int,
-) -> c_int {
-    ffi_boundary!("rpmem_remove", -1, {
+export! {
+    /// Removes the remote pool described by `pool_set` on `target`: its part
+    /// files; with `RPMEM_REMOVE_FORCE` even if inconsistent; with
+    /// `RPMEM_REMOVE_POOL_SET` the set file too. Other flag bits → EINVAL.
+    /// Returns 0, or -1 with errno set (ENOENT for a missing pool).
+    ///
+    /// # Safety
+    /// `target` and `pool_set` must be NULL or NUL-terminated strings.
+    unsafe fn rpmem_remove(target: *const c_char, pool_set: *const c_char, flags: c_int) -> c_int;
+    fail -1;
+    {
         non_null!(target, pool_set);
         // SAFETY: non-NULL C strings, valid for the call per the C contract.
         let target = unsafe { ffi::str_arg(target, "target")? };
@@ -309,25 +279,22 @@ pub unsafe extern "C" fn rpmem_remove(
             })?;
         rpmem::remove(&Config::from_env(), target, pool_set, flags)?;
         Ok(0)
-    })
+    }
 }
 
-/// Checks the library against the API version an application was built for.
-/// Returns NULL when compatible (same major, minor not newer than 3);
-/// otherwise a message such as "librpmem major version mismatch (need 2,
-/// found 1)". As in PMDK, the message is written to this thread's error
-/// buffer (the one [`rpmem_errormsg`] returns): it must not be freed, and it
-/// stays unchanged until the next failing librpmem call in the same thread.
-/// errno is left alone.
-#[no_mangle]
-pub extern "C" fn rpmem_check_version(
-    major_required: c_uint,
-    minor_required: c_uint,
-) -> *const c_char {
+export! {
+    /// Checks the library against the API version an application was built for.
+    /// Returns NULL when compatible (same major, minor not newer than 3);
+    /// otherwise a message such as "librpmem major version mismatch (need 2,
+    /// found 1)". As in PMDK, the message is written to this thread's error
+    /// buffer (the one [`rpmem_errormsg`] returns): it must not be freed, and it
+    /// stays unchanged until the next failing librpmem call in the same thread.
+    /// errno is left alone.
+    fn rpmem_check_version(major_required: c_uint, minor_required: c_uint) -> *const c_char;
     // Should anything panic, the answer must still read as a failure: the
     // boundary then returns the message buffer, which holds the reason.
-    let fail = error::message_ptr();
-    error::boundary("rpmem_check_version", fail, || {
+    fail error::message_ptr();
+    {
         let msg = if major_required != MAJOR_VERSION {
             format!(
                 "librpmem major version mismatch (need {major_required}, found {MAJOR_VERSION})"
@@ -340,39 +307,19 @@ pub extern "C" fn rpmem_check_version(
             return Ok(std::ptr::null());
         };
         Ok(error::set_message(&msg))
-    })
+    }
 }
 
-/// This thread's last error message: a NUL-terminated string owned by the
-/// library ("" before any failure). The pointer stays valid for the life of
-/// the thread; the text is replaced by the next failing call in this thread.
-#[no_mangle]
-pub extern "C" fn rpmem_errormsg() -> *const c_char {
-    error::boundary("rpmem_errormsg", c"".as_ptr(), || Ok(error::message_ptr()))
+export! {
+    /// This thread's last error message: a NUL-terminated string owned by the
+    /// library ("" before any failure). The pointer stays valid for the life of
+    /// the thread; the text is replaced by the next failing call in this thread.
+    fn rpmem_errormsg() -> *const c_char;
+    fail c"".as_ptr();
+    {
+        Ok(error::message_ptr())
+    }
 }
-
-// Binds every export to the `LIBRPMEM_1.0` version node defined by
-// `librpmem.map` (passed to the linker by build.rs). rustc hands the linker
-// its own, unversioned export list; these `.symver` directives are what make
-// the dynamic symbols read `rpmem_create@@LIBRPMEM_1.0`, as in PMDK. They must
-// sit in this module: the assembler only accepts `.symver` for symbols defined
-// in the same object, and rustc keeps a module's items in one codegen unit.
-// Not in unit tests: the test executable has no version script.
-#[cfg(not(test))]
-std::arch::global_asm!(
-    ".symver rpmem_create, rpmem_create@@LIBRPMEM_1.0",
-    ".symver rpmem_open, rpmem_open@@LIBRPMEM_1.0",
-    ".symver rpmem_set_attr, rpmem_set_attr@@LIBRPMEM_1.0",
-    ".symver rpmem_close, rpmem_close@@LIBRPMEM_1.0",
-    ".symver rpmem_remove, rpmem_remove@@LIBRPMEM_1.0",
-    ".symver rpmem_persist, rpmem_persist@@LIBRPMEM_1.0",
-    ".symver rpmem_deep_persist, rpmem_deep_persist@@LIBRPMEM_1.0",
-    ".symver rpmem_flush, rpmem_flush@@LIBRPMEM_1.0",
-    ".symver rpmem_drain, rpmem_drain@@LIBRPMEM_1.0",
-    ".symver rpmem_read, rpmem_read@@LIBRPMEM_1.0",
-    ".symver rpmem_check_version, rpmem_check_version@@LIBRPMEM_1.0",
-    ".symver rpmem_errormsg, rpmem_errormsg@@LIBRPMEM_1.0",
-);
 
 #[cfg(test)]
 mod tests {

@@ -3,21 +3,20 @@
 //! rpmem_persist(3) man pages) on top of the [`rpmem`] client engine.
 //!
 //! Layout:
-//! - [`api`]: the twelve exported `rpmem_*` functions. Each body runs inside
-//!   `ffi_boundary!`, which catches panics, and reports failures through
-//!   errno and the thread-local message of [`error`].
+//! - [`api`]: the twelve exported `rpmem_*` functions, each declared with
+//!   `export!` (`macros.rs`): a versioned symbol (`LIBRPMEM_1.0`, the node
+//!   of `librpmem.map`) whose body runs behind the panic boundary and
+//!   reports failures through errno and the thread-local message of [`error`].
 //! - `ffi`: the only place that turns raw C pointers into Rust values.
 //! - [`attr`]: `struct rpmem_pool_attr` and its conversion to [`rpmem::PoolAttr`].
 //! - [`error`]: the crate's error type, its errno mapping and `rpmem_errormsg`'s buffer.
-//!   Its `.symver` directives bind the exports to the `LIBRPMEM_1.0` version node.
 //!
 //! The engine does the semantic checks (alignment, ranges, lanes, flags, the
 //! header guard); this crate checks what only C can get wrong: NULL
 //! pointers, strings that are not UTF-8, `*nlanes == 0`, buffer lengths and
 //! `rpmem_remove` flags.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
 #[macro_use]
 mod macros;
@@ -26,6 +25,8 @@ pub mod api;
 pub mod attr;
 pub mod error;
 mod ffi;
+#[cfg(test)]
+mod header_check;
 
 pub use api::*;
 pub use attr::RpmemPoolAttr;

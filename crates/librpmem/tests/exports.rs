@@ -6,20 +6,17 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const EXPORTS: [&str; 12] = [
-    "rpmem_check_version",
-    "rpmem_close",
-    "rpmem_create",
-    "rpmem_deep_persist",
-    "rpmem_drain",
-    "rpmem_errormsg",
-    "rpmem_flush",
-    "rpmem_open",
-    "rpmem_persist",
-    "rpmem_read",
-    "rpmem_remove",
-    "rpmem_set_attr",
-];
+/// The exports: the global symbols of the version script.
+fn exports() -> Vec<&'static str> {
+    let names: Vec<&str> = include_str!("../librpmem.map")
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("rpmem_"))
+        .map(|l| l.trim_end_matches(';'))
+        .collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    names
+}
 
 /// `<target>/<profile>/deps/librpmem_capi.so`: cargo builds the crate's
 /// cdylib there before running this test, which lives in the same directory.
@@ -63,7 +60,7 @@ fn defined_dynamic_symbols(lib: &Path) -> BTreeSet<String> {
 fn exports_exactly_the_api_with_version_librpmem_1_0() {
     let lib = built_library();
     let got = defined_dynamic_symbols(&lib);
-    let want: BTreeSet<String> = EXPORTS
+    let want: BTreeSet<String> = exports()
         .iter()
         .map(|n| format!("{n}@@LIBRPMEM_1.0"))
         .collect();
@@ -71,7 +68,7 @@ fn exports_exactly_the_api_with_version_librpmem_1_0() {
 
     // objdump agrees, naming the version column.
     let t = run(Command::new("objdump").arg("-T").arg(&lib));
-    for name in EXPORTS {
+    for name in exports() {
         assert!(
             t.lines()
                 .any(|l| l.ends_with(&format!(" LIBRPMEM_1.0 {name}"))

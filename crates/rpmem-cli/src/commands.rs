@@ -27,10 +27,10 @@ pub fn size_arg(s: &str) -> std::result::Result<usize, String> {
             fmt_size(rpmem::MIN_POOL)
         ));
     }
-    if n % page_size() != 0 {
+    if n % rpmem::page_size() != 0 {
         return Err(format!(
             "size {s} is not a multiple of the page size ({})",
-            page_size()
+            rpmem::page_size()
         ));
     }
     Ok(n)
@@ -43,15 +43,6 @@ pub fn lanes_arg(s: &str) -> std::result::Result<u32, String> {
         _ => Err(format!(
             "invalid lane count '{s}': expected a positive number"
         )),
-    }
-}
-
-/// The system page size.
-pub fn page_size() -> usize {
-    use nix::unistd::{sysconf, SysconfVar};
-    match sysconf(SysconfVar::PAGE_SIZE) {
-        Ok(Some(n)) if n > 0 => n as usize,
-        _ => 4096,
     }
 }
 

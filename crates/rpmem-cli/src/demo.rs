@@ -35,16 +35,17 @@ pub struct DemoArgs {
     pub pool_set: Option<String>,
 }
 
-/// Quotes a word for the target's shell when it needs it.
-fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b));
-    if safe {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
+/// The command that runs the `rpmemd` installed beside this program on
+/// pool sets in `dir`, logging to `dir/rpmemd.log` (`extra`: more options).
+pub(crate) fn local_daemon_cmd(dir: &Path, extra: &str) -> Result<String> {
+    let rpmemd = sibling("rpmemd")?;
+    let quote = |p: &Path| rpmem::shell_quote(&p.display().to_string());
+    Ok(format!(
+        "{} --poolset-dir={} --log-file={}{extra}",
+        quote(&rpmemd),
+        quote(dir),
+        quote(&dir.join("rpmemd.log")),
+    ))
 }
 
 fn env_set(name: &str) -> bool {
@@ -133,17 +134,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 .prefix("rpmem-demo-")
                 .tempdir()
                 .map_err(|e| CliError::io("cannot create a temporary directory", e))?;
-            let rpmemd = sibling("rpmemd")?;
             let p = dir.path().join("demo.part");
             let set = format!("PMEMPOOLSET\nOPTION NOHDRS\n{} {}\n", a.size, p.display());
             std::fs::write(dir.path().join("demo.set"), set)
                 .map_err(|e| CliError::io("cannot write the demo pool set", e))?;
-            cfg.cmd = format!(
-                "{} --poolset-dir={} --log-file={} --log-level=info",
-                shell_quote(&rpmemd.display().to_string()),
-                shell_quote(&dir.path().display().to_string()),
-                shell_quote(&dir.path().join("rpmemd.log").display().to_string()),
-            );
+            cfg.cmd = local_daemon_cmd(dir.path(), " --log-level=info")?;
             part = Some(p);
             _dir_guard = Some(dir);
             "demo.set".to_string()
@@ -320,14 +315,6 @@ fn read_back(pool: &Pool, back: &mut [u8], lanes: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("/usr/bin/rpmemd"), "/usr/bin/rpmemd");
-        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 
     #[test]
     fn pattern_differs_per_word() {

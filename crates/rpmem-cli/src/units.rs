@@ -2,36 +2,19 @@
 
 use std::time::Duration;
 
-/// Parses a size as poolset(5) writes them: a number of bytes, optionally with
-/// a suffix. `K`, `M`, `G`, `T`, `P` and `KiB`…`PiB` are powers of 1024;
-/// `kB`, `MB`, `GB`, `TB`, `PB` powers of 1000. Case-insensitive.
+/// Parses a size as poolset(5) writes them, with the pool set parser
+/// itself ([`rpmem_storage::poolset::parse_size`]), so a size is accepted
+/// here exactly when a pool set would accept it: a number of bytes,
+/// optionally with `K`…`P` or `KiB`…`PiB` (powers of 1024) or `kB`…`PB`
+/// (powers of 1000), case as written.
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, suffix) = t.split_at(split);
-    if num.is_empty() {
-        return Err(format!("invalid size '{s}': expected a number"));
-    }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size '{s}': number too large"))?;
-    let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "p" | "pib" => 1 << 50,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        "pb" => 1_000_000_000_000_000,
-        _ => return Err(format!("invalid size '{s}': unknown suffix '{suffix}'")),
-    };
-    n.checked_mul(mult)
-        .and_then(|v| usize::try_from(v).ok())
-        .ok_or_else(|| format!("invalid size '{s}': too large"))
+    rpmem_storage::poolset::parse_size(s.trim())
+        .ok_or_else(|| {
+            format!(
+                "invalid size '{s}': a number with an optional K, M, G, T, P, KiB … PiB or kB … PB"
+            )
+        })
+        .and_then(|v| usize::try_from(v).map_err(|_| format!("invalid size '{s}': too large")))
 }
 
 /// Formats a byte count readably: `32 MiB`, `4 KiB`, `1000 B`, `1.5 MiB`.
@@ -84,7 +67,10 @@ mod tests {
         assert_eq!(parse_size("8K"), Ok(8192));
         assert_eq!(parse_size("32M"), Ok(32 << 20));
         assert_eq!(parse_size("2MiB"), Ok(2 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        // As in a pool set, suffixes are case-sensitive.
+        assert!(parse_size("1g").is_err());
+        assert!(parse_size("4k").is_err());
         assert_eq!(parse_size("3MB"), Ok(3_000_000));
         assert_eq!(parse_size("1kB"), Ok(1000));
         assert!(parse_size("").is_err());

@@ -42,11 +42,11 @@ impl Lib {
         let lib = unsafe { libloading::Library::new(name) }.map_err(|e| err(e.to_string()))?;
         macro_rules! sym {
             ($name:literal, $ty:ty) => {{
-                // SAFETY: the symbol is libfabric's exported function of this
-                // name, whose C prototype `$ty` spells (checked by the layout
-                // test against the headers). dlsym returns its default
-                // version, the one the headers describe.
                 let s: libloading::Symbol<$ty> =
+                    // SAFETY: the symbol is libfabric's exported function of
+                    // this name, whose C prototype `$ty` spells (checked by
+                    // the layout test against the headers). dlsym returns its
+                    // default version, the one the headers describe.
                     unsafe { lib.get(concat!($name, "\0").as_bytes()) }
                         .map_err(|e| err(format!("{}: {e}", $name)))?;
                 *s

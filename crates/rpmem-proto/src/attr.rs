@@ -38,6 +38,22 @@ pub struct PoolAttr {
 }
 
 impl PoolAttr {
+    /// Recognisable attributes for tests: `signature`, `major`, the uuids
+    /// filled with 0x11 (pool set), 0x22 (pool), 0x33 (next), 0x44
+    /// (previous), no features, zero user flags.
+    #[cfg(feature = "fixtures")]
+    pub fn sample(signature: &[u8; SIG_LEN], major: u32) -> PoolAttr {
+        PoolAttr {
+            signature: *signature,
+            major,
+            poolset_uuid: [0x11; UUID_LEN],
+            uuid: [0x22; UUID_LEN],
+            next_uuid: [0x33; UUID_LEN],
+            prev_uuid: [0x44; UUID_LEN],
+            ..PoolAttr::default()
+        }
+    }
+
     /// True when every field is zero: librpmem treats that like a NULL attr.
     pub fn is_zero(&self) -> bool {
         *self == PoolAttr::default()

@@ -22,6 +22,12 @@ pub mod text;
 pub use attr::PoolAttr;
 pub use status::Status;
 
+/// Size of the pool header: in a pool with headers, its first bytes, which
+/// data operations never write.
+pub const POOL_HEADER_SIZE: u64 = 4096;
+/// Smallest part a pool set may have (librpmem's `RPMEM_MIN_PART`).
+pub const MIN_PART_SIZE: u64 = 2 << 20;
+
 /// Protocol version spoken by this crate. A peer with another major is refused
 /// with [`Status::BadProtocol`].
 pub const PROTO_VERSION: u16 = 1;

@@ -88,23 +88,6 @@ impl Status {
             Status::Unauthenticated => 13, // EACCES
         }
     }
-
-    /// The status a daemon reports for a failure with this errno.
-    pub fn from_errno(errno: i32) -> Status {
-        match errno {
-            0 => Status::Ok,
-            93 => Status::BadProtocol,
-            27 => Status::BadSize,
-            16 => Status::Busy,
-            17 => Status::Exists,
-            2 => Status::NoEntry,
-            13 | 1 => Status::Access,
-            124 => Status::ProviderUnsupported,
-            28 | 122 => Status::NoSpace,
-            22 => Status::BadPoolConfig,
-            _ => Status::Fatal,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -129,11 +112,5 @@ mod tests {
         assert_eq!(Status::Exists.errno(), 17);
         assert_eq!(Status::NoEntry.errno(), 2);
         assert_eq!(Status::ProviderUnsupported.errno(), 124);
-        for s in Status::ALL {
-            if s != Status::Unauthenticated && s != Status::BadRequest {
-                let back = Status::from_errno(s.errno());
-                assert_eq!(back.errno(), s.errno(), "{s:?}");
-            }
-        }
     }
 }

@@ -1,4 +1,6 @@
-//! The 4 KiB pool header, in PMDK's on-media layout (DESIGN §6).
+//! The 4 KiB pool header, in PMDK's on-media layout (`struct pool_hdr` of
+//! PMDK 1.12): little-endian fields at the offsets of [`layout`], a
+//! shutdown-state block near the end and a checksum in the last 8 bytes.
 
 use rpmem_proto::PoolAttr;
 
@@ -6,21 +8,53 @@ use crate::HDR_SIZE;
 
 /// Size of the header in bytes.
 pub const HEADER_LEN: usize = HDR_SIZE as usize;
-/// Incompat feature: only part 0 has a header.
-pub const FEAT_SINGLEHDR: u32 = 0x1;
 /// Incompat feature: the checksum covers only the first 2 KiB.
 pub const FEAT_CKSUM_2K: u32 = 0x2;
-/// Incompat feature: shutdown state is tracked.
-pub const FEAT_SDS: u32 = 0x4;
 /// Compat feature: check bad blocks.
 pub const FEAT_CHECK_BAD_BLOCKS: u32 = 0x1;
 
-const OFF_CHECKSUM: usize = 4088;
-const OFF_CKSUM_2K_END: usize = 2048;
-const OFF_SDS: usize = 4024;
-/// End of the fields before the unused area (arch flags end at 144).
-const OFF_FIELDS_END: usize = 144;
-const SDS_LEN: usize = 64;
+/// Where each field of the header lies (byte ranges; integers are
+/// little-endian). Everything not listed is reserved and written as zero.
+pub mod layout {
+    use std::ops::Range;
+
+    /// Format signature, 8 bytes (e.g. `PMEMOBJ\0`).
+    pub const SIGNATURE: Range<usize> = 0..8;
+    /// Format major version, u32.
+    pub const MAJOR: Range<usize> = 8..12;
+    /// Compat features, u32.
+    pub const COMPAT: Range<usize> = 12..16;
+    /// Incompat features, u32.
+    pub const INCOMPAT: Range<usize> = 16..20;
+    /// Read-only-compat features, u32.
+    pub const RO_COMPAT: Range<usize> = 20..24;
+    /// UUID of the pool set.
+    pub const POOLSET_UUID: Range<usize> = 24..40;
+    /// UUID of this part.
+    pub const UUID: Range<usize> = 40..56;
+    /// UUID of the previous part.
+    pub const PREV_PART_UUID: Range<usize> = 56..72;
+    /// UUID of the next part.
+    pub const NEXT_PART_UUID: Range<usize> = 72..88;
+    /// UUID of the previous replica.
+    pub const PREV_REPL_UUID: Range<usize> = 88..104;
+    /// UUID of the next replica.
+    pub const NEXT_REPL_UUID: Range<usize> = 104..120;
+    /// Creation time, u64 seconds since the epoch.
+    pub const CRTIME: Range<usize> = 120..128;
+    /// Architecture flags, 16 bytes.
+    pub const ARCH_FLAGS: Range<usize> = 128..144;
+    /// Shutdown-state block, kept as found.
+    pub const SDS: Range<usize> = 4024..4088;
+    /// Checksum, u64; see [`super::checksum`].
+    pub const CHECKSUM: Range<usize> = 4088..4096;
+    /// End of what the checksum covers with `FEAT_CKSUM_2K`.
+    pub const CKSUM_2K_END: usize = 2048;
+}
+
+use layout as at;
+
+const SDS_LEN: usize = at::SDS.end - at::SDS.start;
 
 /// ELF machine number of the build target (`e_machine`), as PMDK records it.
 #[cfg(target_arch = "x86_64")]
@@ -67,8 +101,8 @@ fn alignment_desc() -> u64 {
         .fold(0u64, |d, (i, a)| d | (((*a as u64 - 1) & 0xf) << (4 * i)))
 }
 
-/// The host's architecture flags, laid out as the header's 16 bytes at
-/// offset 128: alignment descriptor, ELF class (2 = 64-bit), ELF data
+/// The host's architecture flags, laid out as the header's
+/// [`layout::ARCH_FLAGS`]: alignment descriptor, ELF class (2 = 64-bit), ELF data
 /// encoding (1 = little endian), 4 reserved bytes, ELF machine.
 pub fn host_arch_flags() -> [u8; 16] {
     let mut f = [0u8; 16];
@@ -84,14 +118,14 @@ pub fn host_arch_flags() -> [u8; 16] {
 }
 
 /// PMDK's `util_checksum`: a Fletcher-64-like sum over little-endian u32
-/// words of `buf`. The checksum field (bytes 4088..4096) counts as zero, and
-/// with `cksum_2k` every word from byte 2048 on counts as zero too (still
-/// summed, as zero).
+/// words of `buf`. The checksum field ([`layout::CHECKSUM`]) counts as zero,
+/// and with `cksum_2k` every word from [`layout::CKSUM_2K_END`] on counts as
+/// zero too (still summed, as zero).
 pub fn checksum(buf: &[u8; HEADER_LEN], cksum_2k: bool) -> u64 {
     let end = if cksum_2k {
-        OFF_CKSUM_2K_END
+        at::CKSUM_2K_END
     } else {
-        OFF_CHECKSUM
+        at::CHECKSUM.start
     };
     let mut lo: u32 = 0;
     let mut hi: u32 = 0;
@@ -131,15 +165,15 @@ pub struct PoolHeader {
     pub next_repl_uuid: [u8; 16],
     /// Creation time, seconds since the epoch.
     pub crtime: u64,
-    /// Architecture flags (16 bytes at offset 128).
+    /// Architecture flags ([`layout::ARCH_FLAGS`]).
     pub arch_flags: [u8; 16],
-    /// Shutdown-state block (64 bytes at offset 4024), kept as found.
+    /// Shutdown-state block ([`layout::SDS`]), kept as found.
     pub sds: [u8; SDS_LEN],
 }
 
-fn arr<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+fn arr<const N: usize>(b: &[u8], field: std::ops::Range<usize>) -> [u8; N] {
     let mut a = [0u8; N];
-    a.copy_from_slice(&b[off..off + N]);
+    a.copy_from_slice(&b[field]);
     a
 }
 
@@ -203,22 +237,22 @@ impl PoolHeader {
     /// Encodes to 4096 bytes with the checksum filled in.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[0..8].copy_from_slice(&self.signature);
-        b[8..12].copy_from_slice(&self.major.to_le_bytes());
-        b[12..16].copy_from_slice(&self.compat.to_le_bytes());
-        b[16..20].copy_from_slice(&self.incompat.to_le_bytes());
-        b[20..24].copy_from_slice(&self.ro_compat.to_le_bytes());
-        b[24..40].copy_from_slice(&self.poolset_uuid);
-        b[40..56].copy_from_slice(&self.uuid);
-        b[56..72].copy_from_slice(&self.prev_part_uuid);
-        b[72..88].copy_from_slice(&self.next_part_uuid);
-        b[88..104].copy_from_slice(&self.prev_repl_uuid);
-        b[104..120].copy_from_slice(&self.next_repl_uuid);
-        b[120..128].copy_from_slice(&self.crtime.to_le_bytes());
-        b[128..144].copy_from_slice(&self.arch_flags);
-        b[OFF_SDS..OFF_SDS + SDS_LEN].copy_from_slice(&self.sds);
+        b[at::SIGNATURE].copy_from_slice(&self.signature);
+        b[at::MAJOR].copy_from_slice(&self.major.to_le_bytes());
+        b[at::COMPAT].copy_from_slice(&self.compat.to_le_bytes());
+        b[at::INCOMPAT].copy_from_slice(&self.incompat.to_le_bytes());
+        b[at::RO_COMPAT].copy_from_slice(&self.ro_compat.to_le_bytes());
+        b[at::POOLSET_UUID].copy_from_slice(&self.poolset_uuid);
+        b[at::UUID].copy_from_slice(&self.uuid);
+        b[at::PREV_PART_UUID].copy_from_slice(&self.prev_part_uuid);
+        b[at::NEXT_PART_UUID].copy_from_slice(&self.next_part_uuid);
+        b[at::PREV_REPL_UUID].copy_from_slice(&self.prev_repl_uuid);
+        b[at::NEXT_REPL_UUID].copy_from_slice(&self.next_repl_uuid);
+        b[at::CRTIME].copy_from_slice(&self.crtime.to_le_bytes());
+        b[at::ARCH_FLAGS].copy_from_slice(&self.arch_flags);
+        b[at::SDS].copy_from_slice(&self.sds);
         let sum = checksum(&b, self.incompat & FEAT_CKSUM_2K != 0);
-        b[OFF_CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+        b[at::CHECKSUM].copy_from_slice(&sum.to_le_bytes());
         b
     }
 
@@ -226,14 +260,12 @@ impl PoolHeader {
     /// wrong.
     pub fn from_bytes(b: &[u8; HEADER_LEN]) -> Result<PoolHeader, String> {
         // Every field zero (whatever the unused bytes hold) is no header.
-        if b[..OFF_FIELDS_END].iter().all(|&x| x == 0)
-            && b[OFF_SDS..OFF_SDS + SDS_LEN].iter().all(|&x| x == 0)
-        {
+        if b[..at::ARCH_FLAGS.end].iter().all(|&x| x == 0) && b[at::SDS].iter().all(|&x| x == 0) {
             return Err("the header is all zeros".into());
         }
-        let u32_at = |off: usize| u32::from_le_bytes(arr(b, off));
-        let incompat = u32_at(16);
-        let stored = u64::from_le_bytes(arr(b, OFF_CHECKSUM));
+        let u32_at = |field| u32::from_le_bytes(arr(b, field));
+        let incompat = u32_at(at::INCOMPAT);
+        let stored = u64::from_le_bytes(arr(b, at::CHECKSUM));
         let computed = checksum(b, incompat & FEAT_CKSUM_2K != 0);
         if stored != computed {
             return Err(format!(
@@ -241,20 +273,20 @@ impl PoolHeader {
             ));
         }
         Ok(PoolHeader {
-            signature: arr(b, 0),
-            major: u32_at(8),
-            compat: u32_at(12),
+            signature: arr(b, at::SIGNATURE),
+            major: u32_at(at::MAJOR),
+            compat: u32_at(at::COMPAT),
             incompat,
-            ro_compat: u32_at(20),
-            poolset_uuid: arr(b, 24),
-            uuid: arr(b, 40),
-            prev_part_uuid: arr(b, 56),
-            next_part_uuid: arr(b, 72),
-            prev_repl_uuid: arr(b, 88),
-            next_repl_uuid: arr(b, 104),
-            crtime: u64::from_le_bytes(arr(b, 120)),
-            arch_flags: arr(b, 128),
-            sds: arr(b, OFF_SDS),
+            ro_compat: u32_at(at::RO_COMPAT),
+            poolset_uuid: arr(b, at::POOLSET_UUID),
+            uuid: arr(b, at::UUID),
+            prev_part_uuid: arr(b, at::PREV_PART_UUID),
+            next_part_uuid: arr(b, at::NEXT_PART_UUID),
+            prev_repl_uuid: arr(b, at::PREV_REPL_UUID),
+            next_repl_uuid: arr(b, at::NEXT_REPL_UUID),
+            crtime: u64::from_le_bytes(arr(b, at::CRTIME)),
+            arch_flags: arr(b, at::ARCH_FLAGS),
+            sds: arr(b, at::SDS),
         })
     }
 }
@@ -355,7 +387,7 @@ mod tests {
         let mut b = [0u8; HEADER_LEN];
         b[1000] = 1;
         let sum = checksum(&b, false);
-        b[OFF_CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+        b[layout::CHECKSUM].copy_from_slice(&sum.to_le_bytes());
         let e = PoolHeader::from_bytes(&b).unwrap_err();
         assert!(e.contains("zero"), "{e}");
     }

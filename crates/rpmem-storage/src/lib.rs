@@ -30,9 +30,9 @@ pub use remove::{remove, resolve_name};
 /// Page size assumed for alignment of parts and durability spans.
 pub const PAGE_SIZE: u64 = 4096;
 /// Size of a pool header; with headers, the pool's first `HDR_SIZE` bytes.
-pub const HDR_SIZE: u64 = 4096;
+pub const HDR_SIZE: u64 = rpmem_proto::POOL_HEADER_SIZE;
 /// Smallest part size accepted (librpmem's `RPMEM_MIN_PART`).
-pub const MIN_PART: u64 = 2 << 20;
+pub const MIN_PART: u64 = rpmem_proto::MIN_PART_SIZE;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

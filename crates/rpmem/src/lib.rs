@@ -63,6 +63,7 @@ pub use region::Pool;
 pub use remove::remove;
 pub use rpmem_proto::{PoolAttr, Status};
 pub use split::{Chunk, Lane};
+pub use sys::page_size;
 
 /// `RPMEM_PERSIST_RELAXED` for [`RemotePool`]: the transfer need not be
 /// atomic at 8-byte granularity ([`PersistFlags::RELAXED`] in the safe API).
@@ -72,9 +73,9 @@ pub const FLUSH_RELAXED: u32 = rpmem_proto::data::API_RELAXED;
 /// Smallest local pool accepted.
 pub const MIN_POOL: usize = 8 * 1024;
 /// Smallest part file a pool set may have.
-pub const MIN_PART: usize = 2 * 1024 * 1024;
+pub const MIN_PART: usize = rpmem_proto::MIN_PART_SIZE as usize;
 /// Size of the pool header that protects the first bytes of a pool with headers.
-pub const HEADER_SIZE: usize = 4096;
+pub const HEADER_SIZE: usize = rpmem_proto::POOL_HEADER_SIZE as usize;
 /// Most lanes the library ever opens, whatever is asked.
 pub const MAX_LANES: u32 = 1024;
 

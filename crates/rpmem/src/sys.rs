@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub(crate) fn write_pipe(fd: RawFd, buf: &[u8]) -> io::Result<()> {
     // SAFETY: sigset_t is plain data and is initialised by sigemptyset.
     let mut block: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; filled by pthread_sigmask.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: both sets are valid, owned locals.
     unsafe {
@@ -63,8 +64,9 @@ fn sigpipe_pending() -> bool {
     }
 }
 
-/// The system page size.
-pub(crate) fn page_size() -> usize {
+/// The system page size: what the local region's address and size must be
+/// multiples of.
+pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if v > 0 {

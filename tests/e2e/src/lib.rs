@@ -37,6 +37,18 @@ pub fn workspace_root() -> &'static Path {
     })
 }
 
+/// The functions librpmem exports: the global symbols of its version
+/// script, `crates/librpmem/librpmem.map` (the one list of exports).
+pub fn exported_functions() -> Vec<String> {
+    let map = workspace_root().join("crates/librpmem/librpmem.map");
+    let text = std::fs::read_to_string(&map).unwrap_or_else(|e| panic!("{}: {e}", map.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("rpmem_"))
+        .map(|l| l.trim_end_matches(';').to_string())
+        .collect()
+}
+
 /// The install prefix holding `bin/rpmemd`, `bin/rpmem`, `bin/rpmem-ssh-local`,
 /// `lib/librpmem.so.1`, `include/librpmem.h` and `lib/pkgconfig/librpmem.pc`.
 ///

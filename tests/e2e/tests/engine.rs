@@ -11,16 +11,9 @@ const MIB: usize = 1024 * 1024;
 
 fn attr() -> PoolAttr {
     PoolAttr {
-        signature: *b"RPMTEST\0",
-        major: 7,
         compat_features: 1,
-        incompat_features: 0,
         ro_compat_features: 4,
-        poolset_uuid: [0x11; 16],
-        uuid: [0x22; 16],
-        next_uuid: [0x33; 16],
-        prev_uuid: [0x44; 16],
-        user_flags: [0; 16],
+        ..PoolAttr::sample(b"RPMTEST\0", 7)
     }
 }
 

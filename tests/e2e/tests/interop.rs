@@ -74,7 +74,8 @@ fn pmempool_obj_pool_opens_through_our_daemon_with_its_attributes() {
         .unwrap_or_else(|e| panic!("open: {e}; log: {}", t.log()));
     assert!(pool.has_header());
     assert_eq!(&attr.signature, b"PMEMOBJ\0");
-    // The attributes are the header's fields (DESIGN §6).
+    // The attributes are the header's fields, at PMDK's offsets (pinned
+    // here independently of rpmem-storage's layout table).
     assert_eq!(
         attr.major,
         u32::from_le_bytes(before[8..12].try_into().unwrap())

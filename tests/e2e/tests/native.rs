@@ -309,16 +309,9 @@ fn every_function_has_a_page_by_its_name() {
     }
     // The exported functions, from the version script, and the page each
     // one lands on.
-    let map = std::fs::read_to_string(workspace_root().join("crates/librpmem/librpmem.map"))
-        .expect("librpmem.map");
-    let functions: Vec<&str> = map
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("rpmem_"))
-        .map(|l| l.trim_end_matches(';'))
-        .collect();
+    let functions = e2e::exported_functions();
     assert_eq!(functions.len(), 12, "{functions:?}");
-    for f in functions {
+    for f in functions.iter().map(String::as_str) {
         let page = match f {
             "rpmem_open" | "rpmem_set_attr" | "rpmem_close" | "rpmem_remove" => {
                 "RPMEM_CREATE".to_string()

@@ -22,18 +22,7 @@ fn config_with(args: &str) -> Config {
 }
 
 fn attr() -> PoolAttr {
-    PoolAttr {
-        signature: *b"TGTCONF\0",
-        major: 2,
-        compat_features: 0,
-        incompat_features: 0,
-        ro_compat_features: 0,
-        poolset_uuid: [0x61; 16],
-        uuid: [0x62; 16],
-        next_uuid: [0x63; 16],
-        prev_uuid: [0x64; 16],
-        user_flags: [0; 16],
-    }
+    PoolAttr::sample(b"TGTCONF\0", 2)
 }
 
 /// Writes `name` with `option` ("" for none) and one part per size (MiB);

@@ -301,14 +301,8 @@ impl Local {
             b.tempdir()
         }
         .map_err(|e| CliError::io("cannot create a temporary directory", e))?;
-        let rpmemd = crate::demo::sibling("rpmemd")?;
         if std::env::var_os("RPMEM_CMD").is_none_or(|v| v.is_empty()) {
-            cfg.cmd = format!(
-                "{} --poolset-dir={} --log-file={}",
-                rpmem::shell_quote(&rpmemd.display().to_string()),
-                rpmem::shell_quote(&dir.path().display().to_string()),
-                rpmem::shell_quote(&dir.path().join("rpmemd.log").display().to_string()),
-            );
+            cfg.cmd = crate::demo::local_daemon_cmd(dir.path(), "")?;
         }
         if std::env::var_os("RPMEM_SSH").is_none_or(|v| v.is_empty()) {
             cfg.ssh = crate::demo::sibling("rpmem-ssh-local")?

@@ -11,16 +11,9 @@ pub const M: u64 = 1 << 20;
 
 pub fn attr() -> PoolAttr {
     PoolAttr {
-        signature: *b"RPMEMTST",
-        major: 3,
         compat_features: 1,
-        incompat_features: 0,
-        ro_compat_features: 0,
-        poolset_uuid: [0x11; 16],
-        uuid: [0x22; 16],
-        next_uuid: [0x33; 16],
-        prev_uuid: [0x44; 16],
         user_flags: [0x55; 16],
+        ..PoolAttr::sample(b"RPMEMTST", 3)
     }
 }
 

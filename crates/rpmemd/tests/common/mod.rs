@@ -261,16 +261,5 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 pub fn attr() -> PoolAttr {
-    PoolAttr {
-        signature: *b"RPMEMTST",
-        major: 2,
-        compat_features: 0,
-        incompat_features: 0,
-        ro_compat_features: 0,
-        poolset_uuid: [1; 16],
-        uuid: [2; 16],
-        next_uuid: [3; 16],
-        prev_uuid: [4; 16],
-        user_flags: [0; 16],
-    }
+    PoolAttr::sample(b"RPMEMTST", 2)
 }
