@@ -5,6 +5,7 @@
 
 use crate::attr::PoolAttr;
 use crate::codec::{Reader, Writer};
+use crate::transport::{FabricSession, TransportChoice};
 use crate::{DecodeError, Status};
 
 /// Largest control frame body either side accepts.
@@ -31,6 +32,8 @@ pub enum Request {
         nlanes: u32,
         /// Attributes to store in the header; `None` for a pool without headers.
         attr: Option<PoolAttr>,
+        /// The data transport wanted.
+        transport: TransportChoice,
     },
     /// Open an existing pool.
     Open {
@@ -42,6 +45,8 @@ pub enum Request {
         pool_size: u64,
         /// Lanes wanted.
         nlanes: u32,
+        /// The data transport wanted.
+        transport: TransportChoice,
     },
     /// Overwrite the attributes in the pool header.
     SetAttr {
@@ -71,6 +76,9 @@ pub struct Session {
     pub port: u16,
     /// Secret every data connection of this session must present.
     pub secret: [u8; SECRET_LEN],
+    /// For a libfabric session, what its lanes need (`None`: TCP; `addr`
+    /// and `port` are then the TCP listener's, else the fabric listener's).
+    pub fabric: Option<Box<FabricSession>>,
 }
 
 /// A response from the daemon.
@@ -228,6 +236,7 @@ impl Request {
                 pool_size,
                 nlanes,
                 attr,
+                transport,
             } => {
                 w.u8(REQ_CREATE);
                 w.u16(*version);
@@ -241,18 +250,21 @@ impl Request {
                     }
                     None => w.u8(0),
                 }
+                transport.write(w);
             }
             Request::Open {
                 version,
                 pool_set,
                 pool_size,
                 nlanes,
+                transport,
             } => {
                 w.u8(REQ_OPEN);
                 w.u16(*version);
                 w.str(pool_set);
                 w.u64(*pool_size);
                 w.u32(*nlanes);
+                transport.write(w);
             }
             Request::SetAttr { attr } => {
                 w.u8(REQ_SET_ATTR);
@@ -276,12 +288,14 @@ impl Request {
                     1 => Some(PoolAttr::read(&mut r)?),
                     _ => return Err(DecodeError::Malformed("bad attr presence flag")),
                 },
+                transport: TransportChoice::read(&mut r)?,
             },
             REQ_OPEN => Request::Open {
                 version: r.u16()?,
                 pool_set: r.str("pool set name", MAX_NAME)?,
                 pool_size: r.u64()?,
                 nlanes: r.u32()?,
+                transport: TransportChoice::read(&mut r)?,
             },
             REQ_SET_ATTR => Request::SetAttr {
                 attr: PoolAttr::read(&mut r)?,
@@ -313,6 +327,7 @@ impl Response {
                 w.str(&s.addr);
                 w.u16(s.port);
                 w.bytes(&s.secret);
+                FabricSession::write_opt(&s.fabric, w);
             }
             Response::Ok => w.u8(RESP_OK),
             Response::Error { status, message } => {
@@ -345,6 +360,7 @@ impl Response {
                 addr: r.str("address", 256)?,
                 port: r.u16()?,
                 secret: r.array()?,
+                fabric: FabricSession::read_opt(&mut r)?,
             }),
             RESP_OK => Response::Ok,
             RESP_ERROR => {
@@ -373,7 +389,38 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::{PersistMethod, RemotePart, MAX_PARTS};
     use proptest::prelude::*;
+
+    fn fabric_session() -> FabricSession {
+        let part = |offset, writable| RemotePart {
+            offset,
+            len: 1 << 20,
+            addr: 0x7f00_0000_0000 + offset,
+            key: 42,
+            writable,
+        };
+        FabricSession {
+            provider: "tcp".into(),
+            persist: PersistMethod::Appliance,
+            inline_max: 4096,
+            recv_slots: 16,
+            stage: part(0, true),
+            parts: vec![part(0, false), part(4096, true)],
+        }
+    }
+
+    #[test]
+    fn too_many_parts_are_refused() {
+        let mut s = fabric_session();
+        s.parts = vec![s.parts[0]; MAX_PARTS + 1];
+        let mut v = Vec::new();
+        FabricSession::write_opt(&Some(Box::new(s)), &mut Writer(&mut v));
+        assert!(matches!(
+            FabricSession::read_opt(&mut Reader::new(&v)),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
 
     fn body(frame: &[u8]) -> &[u8] {
         let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
@@ -414,6 +461,7 @@ mod tests {
             pool_set: "a".into(),
             pool_size: 1,
             nlanes: 1,
+            transport: TransportChoice::Tcp,
         };
         let refused = Response::Error {
             status: Status::Busy,
@@ -457,6 +505,9 @@ mod tests {
                     major: 3,
                     ..Default::default()
                 }),
+                transport: TransportChoice::Fabric {
+                    provider: "verbs".into(),
+                },
             },
             Request::Create {
                 version: 1,
@@ -464,12 +515,14 @@ mod tests {
                 pool_size: 8192,
                 nlanes: 1,
                 attr: None,
+                transport: TransportChoice::Tcp,
             },
             Request::Open {
                 version: 1,
                 pool_set: "x.set".into(),
                 pool_size: 8192,
                 nlanes: 4,
+                transport: TransportChoice::Tcp,
             },
             Request::SetAttr {
                 attr: PoolAttr::default(),
@@ -493,6 +546,18 @@ mod tests {
                 addr: "127.0.0.1".into(),
                 port: 40000,
                 secret: [9; SECRET_LEN],
+                fabric: None,
+            }),
+            Response::Opened(Session {
+                version: 1,
+                nlanes: 2,
+                remote_size: 1 << 26,
+                has_header: false,
+                attr: PoolAttr::default(),
+                addr: "10.0.0.1".into(),
+                port: 7471,
+                secret: [3; SECRET_LEN],
+                fabric: Some(Box::new(fabric_session())),
             }),
             Response::Ok,
             Response::Error {
@@ -542,10 +607,10 @@ mod tests {
         #[test]
         fn mutated_frames_decode_or_fail_cleanly(which in 0usize..5, at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
             let frames = [
-                Request::Create { version: 1, pool_set: "a.set".into(), pool_size: 1 << 20, nlanes: 4, attr: Some(PoolAttr::default()) }.encode(),
-                Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode(),
+                Request::Create { version: 1, pool_set: "a.set".into(), pool_size: 1 << 20, nlanes: 4, attr: Some(PoolAttr::default()), transport: TransportChoice::Fabric { provider: "tcp".into() } }.encode(),
+                Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2, transport: TransportChoice::Tcp }.encode(),
                 Request::SetAttr { attr: PoolAttr::default() }.encode(),
-                Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN] }).encode(),
+                Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN], fabric: Some(Box::new(fabric_session())) }).encode(),
                 Response::Error { status: Status::Busy, message: "busy".into() }.encode(),
             ];
             let mut body = frames[which][4..].to_vec();
@@ -562,7 +627,7 @@ mod tests {
 
         #[test]
         fn every_truncation_is_an_error(cut in 0usize..64) {
-            let f = Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode();
+            let f = Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2, transport: TransportChoice::Tcp }.encode();
             let b = &f[4..];
             if cut < b.len() {
                 prop_assert!(Request::decode(&b[..cut]).is_err());

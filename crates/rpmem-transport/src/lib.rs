@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod fabric;
 pub mod initiator;
 mod region;
 pub mod spin;

@@ -50,6 +50,7 @@ mod log;
 mod pool;
 mod region;
 mod remove;
+mod select;
 mod split;
 mod sys;
 

@@ -4,9 +4,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use rpmem_proto::control::{Answer, Request, Session};
 use rpmem_proto::data::wire_flags;
+use rpmem_proto::transport::{PersistMethod, TransportChoice};
 use rpmem_proto::{PoolAttr, PROTO_VERSION};
 use rpmem_transport::initiator::{Connector, LaneOptions};
-use rpmem_transport::tcp::TcpConnector;
 use rpmem_transport::Region;
 
 use crate::config::{Config, Target};
@@ -235,18 +235,14 @@ impl RemotePool {
             return Err(invalid("the pool set name is empty"));
         }
         let target = Target::parse(target_str)?;
-        if !cfg.enable_sockets {
-            return Err(Error::NoTransport(
-                "no usable transport: the TCP transport is disabled (RPMEM_ENABLE_SOCKETS=0) \
-                 and this build has no RDMA transport"
-                    .into(),
-            ));
-        }
-        let connector = TcpConnector;
+        let selected = crate::select::select(cfg)?;
         log::info!(
-            "transport: {} (RDMA not built in; RPMEM_ENABLE_VERBS={}, RPMEM_ENABLE_SOCKETS=1)",
-            connector.name(),
-            u8::from(cfg.enable_verbs)
+            "transport: {} ({})",
+            match &selected.request {
+                TransportChoice::Tcp => "tcp".to_string(),
+                TransportChoice::Fabric { provider } => format!("fabric, provider {provider}"),
+            },
+            selected.why
         );
         let want = nlanes.min(cfg.max_lanes).clamp(1, MAX_LANES);
         let name = format!("{target_str}:{pool_set}");
@@ -260,16 +256,27 @@ impl RemotePool {
                 pool_size: size as u64,
                 nlanes: want,
                 attr,
+                transport: selected.request.clone(),
             },
             Mode::Open => Request::Open {
                 version: PROTO_VERSION,
                 pool_set: pool_set.into(),
                 pool_size: size as u64,
                 nlanes: want,
+                transport: selected.request.clone(),
             },
         };
         // SAFETY: forwarded from create/open's caller.
-        unsafe { Self::establish(cfg, name, Box::new(control), &connector, &req, addr) }
+        unsafe {
+            Self::establish(
+                cfg,
+                name,
+                Box::new(control),
+                selected.connector.as_ref(),
+                &req,
+                addr,
+            )
+        }
     }
 
     /// Creates or opens a pool with `req` (a create or open request for
@@ -332,7 +339,17 @@ impl RemotePool {
             } else {
                 "no header"
             },
-            connector.name()
+            match &session.fabric {
+                None => "tcp".to_string(),
+                Some(f) => format!(
+                    "fabric (provider {}, persist {})",
+                    f.provider,
+                    match f.persist {
+                        PersistMethod::General => "general",
+                        PersistMethod::Appliance => "appliance",
+                    }
+                ),
+            }
         );
         log::debug!(
             "{name}: remote pool {} bytes, data on {}:{}",

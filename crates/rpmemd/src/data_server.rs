@@ -21,11 +21,10 @@ impl DataServer {
     /// `secret` through `listener`.
     pub fn start(
         listener: Box<dyn TargetListener>,
-        pool: Pool,
+        pool: Arc<Pool>,
         secret: [u8; SECRET_LEN],
         nlanes: u32,
     ) -> io::Result<DataServer> {
-        let pool = Arc::new(pool);
         let p2 = Arc::clone(&pool);
         let running = listener.start(
             LaneAdmission::new(secret, nlanes),

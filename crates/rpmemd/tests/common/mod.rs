@@ -126,6 +126,7 @@ impl Daemon {
             pool_size: size,
             nlanes,
             attr,
+            transport: Default::default(),
         })
     }
 
@@ -135,6 +136,7 @@ impl Daemon {
             pool_set: set.into(),
             pool_size: size,
             nlanes,
+            transport: Default::default(),
         })
     }
 
