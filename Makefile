@@ -24,7 +24,7 @@ VERSION     := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' $(CURDIR)/Cargo.tom
 
 BINARIES := rpmemd rpmem rpmem-ssh-local
 # The crates a Rust user depends on (rpmem and what it pulls in).
-LIB_CRATES := rpmem-proto rpmem-storage rpmem-transport rpmem
+LIB_CRATES := rpmem-proto rpmem-fabric rpmem-storage rpmem-transport rpmem
 CAPI_SO  := librpmem_capi.so
 HEADER   ?= $(CURDIR)/crates/librpmem/include/librpmem.h
 PC_IN    ?= $(CURDIR)/crates/librpmem/librpmem.pc.in
