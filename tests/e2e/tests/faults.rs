@@ -500,17 +500,9 @@ fn captured_session(capture: &Path) -> (u16, [u8; 32]) {
     let raw = &raw[4..];
     let len = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
     let body = &raw[4..4 + len];
-    opened_port_secret(body)
-}
-
-/// The data port and secret of an Opened answer's body: its last fields are
-/// the port, the secret, and 0 (no fabric endpoint: a TCP session).
-fn opened_port_secret(body: &[u8]) -> (u16, [u8; 32]) {
-    let n = body.len();
-    assert_eq!(body[0], 0x81, "not Opened: {body:?}");
-    assert_eq!(body[n - 1], 0, "not a TCP session");
-    let port = u16::from_le_bytes(body[n - 35..n - 33].try_into().unwrap());
-    (port, body[n - 33..n - 1].try_into().unwrap())
+    assert_eq!(body[0], 0x81, "first answer is not Opened");
+    let port = u16::from_le_bytes(body[len - 34..len - 32].try_into().unwrap());
+    (port, body[len - 32..].try_into().unwrap())
 }
 
 /// What a raw peer gets back: the refusal status if the daemon sent one, and
@@ -1350,7 +1342,6 @@ fn open_body(set: &str, size: u64, nlanes: u32) -> Vec<u8> {
     v.extend_from_slice(set.as_bytes());
     v.extend_from_slice(&size.to_le_bytes());
     v.extend_from_slice(&nlanes.to_le_bytes());
-    v.push(0); // our TCP transport
     v
 }
 
@@ -1494,7 +1485,10 @@ fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing()
     stdout.read_exact(&mut len).unwrap();
     let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
     stdout.read_exact(&mut body).unwrap();
-    let (port, secret) = opened_port_secret(&body);
+    assert_eq!(body[0], 0x81, "not opened: {body:?}");
+    let n = body.len();
+    let port = u16::from_le_bytes(body[n - 34..n - 32].try_into().unwrap());
+    let secret: [u8; 32] = body[n - 32..].try_into().unwrap();
 
     let header = |op: u8, flags: u8, offset: u64, length: u64| {
         let mut v = vec![op, flags, 0, 0, 0, 0, 0, 0];
