@@ -37,7 +37,6 @@ fn control_path(c: &mut Criterion) {
         pool_set: "pools/db.set".into(),
         pool_size: 1 << 30,
         nlanes: 64,
-        transport: Default::default(),
     };
     c.bench_function("control request encode", |b| {
         b.iter(|| black_box(&req).encode())

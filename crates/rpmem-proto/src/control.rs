@@ -5,7 +5,6 @@
 
 use crate::attr::PoolAttr;
 use crate::codec::{Reader, Writer};
-use crate::transport::{FabricSession, TransportChoice};
 use crate::{DecodeError, Status};
 
 /// Largest control frame body either side accepts.
@@ -32,8 +31,6 @@ pub enum Request {
         nlanes: u32,
         /// Attributes to store in the header; `None` for a pool without headers.
         attr: Option<PoolAttr>,
-        /// The data transport wanted.
-        transport: TransportChoice,
     },
     /// Open an existing pool.
     Open {
@@ -45,8 +42,6 @@ pub enum Request {
         pool_size: u64,
         /// Lanes wanted.
         nlanes: u32,
-        /// The data transport wanted.
-        transport: TransportChoice,
     },
     /// Overwrite the attributes in the pool header.
     SetAttr {
@@ -76,9 +71,6 @@ pub struct Session {
     pub port: u16,
     /// Secret every data connection of this session must present.
     pub secret: [u8; SECRET_LEN],
-    /// For a libfabric session, what its lanes need (`None`: TCP; `addr`
-    /// and `port` are then the TCP listener's, else the fabric listener's).
-    pub fabric: Option<Box<FabricSession>>,
 }
 
 /// A response from the daemon.
@@ -236,7 +228,6 @@ impl Request {
                 pool_size,
                 nlanes,
                 attr,
-                transport,
             } => {
                 w.u8(REQ_CREATE);
                 w.u16(*version);
@@ -250,21 +241,18 @@ impl Request {
                     }
                     None => w.u8(0),
                 }
-                transport.write(w);
             }
             Request::Open {
                 version,
                 pool_set,
                 pool_size,
                 nlanes,
-                transport,
             } => {
                 w.u8(REQ_OPEN);
                 w.u16(*version);
                 w.str(pool_set);
                 w.u64(*pool_size);
                 w.u32(*nlanes);
-                transport.write(w);
             }
             Request::SetAttr { attr } => {
                 w.u8(REQ_SET_ATTR);
@@ -288,14 +276,12 @@ impl Request {
                     1 => Some(PoolAttr::read(&mut r)?),
                     _ => return Err(DecodeError::Malformed("bad attr presence flag")),
                 },
-                transport: TransportChoice::read(&mut r)?,
             },
             REQ_OPEN => Request::Open {
                 version: r.u16()?,
                 pool_set: r.str("pool set name", MAX_NAME)?,
                 pool_size: r.u64()?,
                 nlanes: r.u32()?,
-                transport: TransportChoice::read(&mut r)?,
             },
             REQ_SET_ATTR => Request::SetAttr {
                 attr: PoolAttr::read(&mut r)?,
@@ -327,7 +313,6 @@ impl Response {
                 w.str(&s.addr);
                 w.u16(s.port);
                 w.bytes(&s.secret);
-                FabricSession::write_opt(&s.fabric, w);
             }
             Response::Ok => w.u8(RESP_OK),
             Response::Error { status, message } => {
@@ -360,7 +345,6 @@ impl Response {
                 addr: r.str("address", 256)?,
                 port: r.u16()?,
                 secret: r.array()?,
-                fabric: FabricSession::read_opt(&mut r)?,
             }),
             RESP_OK => Response::Ok,
             RESP_ERROR => {
@@ -389,38 +373,7 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{PersistMethod, RemotePart, MAX_PARTS};
     use proptest::prelude::*;
-
-    fn fabric_session() -> FabricSession {
-        let part = |offset, writable| RemotePart {
-            offset,
-            len: 1 << 20,
-            addr: 0x7f00_0000_0000 + offset,
-            key: 42,
-            writable,
-        };
-        FabricSession {
-            provider: "tcp".into(),
-            persist: PersistMethod::Appliance,
-            inline_max: 4096,
-            recv_slots: 16,
-            stage: part(0, true),
-            parts: vec![part(0, false), part(4096, true)],
-        }
-    }
-
-    #[test]
-    fn too_many_parts_are_refused() {
-        let mut s = fabric_session();
-        s.parts = vec![s.parts[0]; MAX_PARTS + 1];
-        let mut v = Vec::new();
-        FabricSession::write_opt(&Some(Box::new(s)), &mut Writer(&mut v));
-        assert!(matches!(
-            FabricSession::read_opt(&mut Reader::new(&v)),
-            Err(DecodeError::TooLong { .. })
-        ));
-    }
 
     fn body(frame: &[u8]) -> &[u8] {
         let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
@@ -461,7 +414,6 @@ mod tests {
             pool_set: "a".into(),
             pool_size: 1,
             nlanes: 1,
-            transport: TransportChoice::Tcp,
         };
         let refused = Response::Error {
             status: Status::Busy,
@@ -505,9 +457,6 @@ mod tests {
                     major: 3,
                     ..Default::default()
                 }),
-                transport: TransportChoice::Fabric {
-                    provider: "verbs".into(),
-                },
             },
             Request::Create {
                 version: 1,
@@ -515,14 +464,12 @@ mod tests {
                 pool_size: 8192,
                 nlanes: 1,
                 attr: None,
-                transport: TransportChoice::Tcp,
             },
             Request::Open {
                 version: 1,
                 pool_set: "x.set".into(),
                 pool_size: 8192,
                 nlanes: 4,
-                transport: TransportChoice::Tcp,
             },
             Request::SetAttr {
                 attr: PoolAttr::default(),
@@ -546,18 +493,6 @@ mod tests {
                 addr: "127.0.0.1".into(),
                 port: 40000,
                 secret: [9; SECRET_LEN],
-                fabric: None,
-            }),
-            Response::Opened(Session {
-                version: 1,
-                nlanes: 2,
-                remote_size: 1 << 26,
-                has_header: false,
-                attr: PoolAttr::default(),
-                addr: "10.0.0.1".into(),
-                port: 7471,
-                secret: [3; SECRET_LEN],
-                fabric: Some(Box::new(fabric_session())),
             }),
             Response::Ok,
             Response::Error {
@@ -607,10 +542,10 @@ mod tests {
         #[test]
         fn mutated_frames_decode_or_fail_cleanly(which in 0usize..5, at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
             let frames = [
-                Request::Create { version: 1, pool_set: "a.set".into(), pool_size: 1 << 20, nlanes: 4, attr: Some(PoolAttr::default()), transport: TransportChoice::Fabric { provider: "tcp".into() } }.encode(),
-                Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2, transport: TransportChoice::Tcp }.encode(),
+                Request::Create { version: 1, pool_set: "a.set".into(), pool_size: 1 << 20, nlanes: 4, attr: Some(PoolAttr::default()) }.encode(),
+                Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode(),
                 Request::SetAttr { attr: PoolAttr::default() }.encode(),
-                Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN], fabric: Some(Box::new(fabric_session())) }).encode(),
+                Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN] }).encode(),
                 Response::Error { status: Status::Busy, message: "busy".into() }.encode(),
             ];
             let mut body = frames[which][4..].to_vec();
@@ -627,7 +562,7 @@ mod tests {
 
         #[test]
         fn every_truncation_is_an_error(cut in 0usize..64) {
-            let f = Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2, transport: TransportChoice::Tcp }.encode();
+            let f = Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode();
             let b = &f[4..];
             if cut < b.len() {
                 prop_assert!(Request::decode(&b[..cut]).is_err());

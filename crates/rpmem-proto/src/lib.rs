@@ -18,7 +18,6 @@ pub mod data;
 pub mod pmdk;
 pub mod status;
 pub mod text;
-pub mod transport;
 
 pub use attr::PoolAttr;
 pub use status::Status;

@@ -22,7 +22,6 @@
 #![warn(missing_docs)]
 
 mod error;
-pub mod fabric;
 pub mod initiator;
 mod region;
 pub mod spin;

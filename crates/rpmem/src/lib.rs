@@ -50,7 +50,6 @@ mod log;
 mod pool;
 mod region;
 mod remove;
-mod select;
 mod split;
 mod sys;
 

@@ -4,9 +4,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use rpmem_proto::control::{Answer, Request, Session};
 use rpmem_proto::data::wire_flags;
-use rpmem_proto::transport::{PersistMethod, TransportChoice};
 use rpmem_proto::{PoolAttr, PROTO_VERSION};
 use rpmem_transport::initiator::{Connector, LaneOptions};
+use rpmem_transport::tcp::TcpConnector;
 use rpmem_transport::Region;
 
 use crate::config::{Config, Target};
@@ -235,14 +235,18 @@ impl RemotePool {
             return Err(invalid("the pool set name is empty"));
         }
         let target = Target::parse(target_str)?;
-        let selected = crate::select::select(cfg)?;
+        if !cfg.enable_sockets {
+            return Err(Error::NoTransport(
+                "no usable transport: the TCP transport is disabled (RPMEM_ENABLE_SOCKETS=0) \
+                 and this build has no RDMA transport"
+                    .into(),
+            ));
+        }
+        let connector = TcpConnector;
         log::info!(
-            "transport: {} ({})",
-            match &selected.request {
-                TransportChoice::Tcp => "tcp".to_string(),
-                TransportChoice::Fabric { provider } => format!("fabric, provider {provider}"),
-            },
-            selected.why
+            "transport: {} (RDMA not built in; RPMEM_ENABLE_VERBS={}, RPMEM_ENABLE_SOCKETS=1)",
+            connector.name(),
+            u8::from(cfg.enable_verbs)
         );
         let want = nlanes.min(cfg.max_lanes).clamp(1, MAX_LANES);
         let name = format!("{target_str}:{pool_set}");
@@ -256,27 +260,16 @@ impl RemotePool {
                 pool_size: size as u64,
                 nlanes: want,
                 attr,
-                transport: selected.request.clone(),
             },
             Mode::Open => Request::Open {
                 version: PROTO_VERSION,
                 pool_set: pool_set.into(),
                 pool_size: size as u64,
                 nlanes: want,
-                transport: selected.request.clone(),
             },
         };
         // SAFETY: forwarded from create/open's caller.
-        unsafe {
-            Self::establish(
-                cfg,
-                name,
-                Box::new(control),
-                selected.connector.as_ref(),
-                &req,
-                addr,
-            )
-        }
+        unsafe { Self::establish(cfg, name, Box::new(control), &connector, &req, addr) }
     }
 
     /// Creates or opens a pool with `req` (a create or open request for
@@ -339,17 +332,7 @@ impl RemotePool {
             } else {
                 "no header"
             },
-            match &session.fabric {
-                None => "tcp".to_string(),
-                Some(f) => format!(
-                    "fabric (provider {}, persist {})",
-                    f.provider,
-                    match f.persist {
-                        PersistMethod::General => "general",
-                        PersistMethod::Appliance => "appliance",
-                    }
-                ),
-            }
+            connector.name()
         );
         log::debug!(
             "{name}: remote pool {} bytes, data on {}:{}",

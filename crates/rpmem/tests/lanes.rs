@@ -39,7 +39,6 @@ impl ControlChannel for Control {
                 addr: "in-memory".into(),
                 port: 0,
                 secret: SECRET,
-                fabric: None,
             })
         } else {
             Answer::Done
@@ -168,7 +167,6 @@ impl Fixture {
             pool_set: "in-memory.set".into(),
             pool_size: SIZE as u64,
             nlanes: 1,
-            transport: Default::default(),
         };
         let control = Box::new(Control(self.calls.clone()));
         // SAFETY: the region outlives the pool (every test drops the pool

@@ -21,10 +21,11 @@ impl DataServer {
     /// `secret` through `listener`.
     pub fn start(
         listener: Box<dyn TargetListener>,
-        pool: Arc<Pool>,
+        pool: Pool,
         secret: [u8; SECRET_LEN],
         nlanes: u32,
     ) -> io::Result<DataServer> {
+        let pool = Arc::new(pool);
         let p2 = Arc::clone(&pool);
         let running = listener.start(
             LaneAdmission::new(secret, nlanes),

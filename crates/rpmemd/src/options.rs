@@ -44,9 +44,8 @@ yes/no); '#' starts a comment; $HOME is expanded. A bad line is an error naming 
 Persistency methods: rpmemd makes every persisted range durable itself before acknowledging it: msync of the \
 covering pages, or on persistent memory (MAP_SYNC or device DAX) a CPU cache flush (clwb, clflushopt or \
 clflush) and fence. That is the general method (persist-general, always in effect). The appliance method \
-(persist-apm) is RDMA's read-after-write without the target CPU: fabric sessions use it where every \
-part is persistent memory (or RPMEMD_FORCE_PMEM=1), otherwise rpmemd logs why and uses the general method; \
-over our TCP transport every byte passes through rpmemd, so there it changes nothing.
+(persist-apm) is RDMA's read-after-write without the target CPU; over our TCP transport every byte passes \
+through rpmemd, so it is accepted, logged, and changes nothing.
 
 Environment: RPMEMD_FORCE_PMEM=1 uses the persistent-memory path even on ordinary files (for testing)."
 )]
@@ -82,9 +81,8 @@ pub struct Cli {
     /// Least severe level logged.
     #[arg(long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
-    /// Appliance persistency method (RDMA read-after-write): for fabric
-    /// sessions on pools that are all persistent memory; over TCP rpmemd
-    /// makes data durable itself either way.
+    /// Appliance persistency method (RDMA read-after-write): accepted and
+    /// logged; over TCP rpmemd makes data durable itself either way.
     #[arg(long = "persist-apm")]
     pub persist_apm: bool,
     /// General persistency method: rpmemd makes each persisted range durable

@@ -202,7 +202,6 @@ fn bad_protocol_version_is_refused() {
         pool_size: 4096,
         nlanes: 1,
         attr: None,
-        transport: Default::default(),
     });
     assert_eq!(error_status(r).0, Status::BadProtocol);
     assert_eq!(d.finish().0.code(), Some(93));

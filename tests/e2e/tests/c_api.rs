@@ -8,37 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use e2e::{
-    compile_c, exported_functions, prefix, run_with_timeout, workspace_root, LocalTarget, Transport,
-};
+use e2e::{compile_c, exported_functions, prefix, run_with_timeout, workspace_root, LocalTarget};
 
 const MIB: usize = 1024 * 1024;
-
-/// Tests `$body` (a function of the transport) over our TCP transport and
-/// over libfabric with its `tcp` and `sockets` providers, as
-/// `$name::{tcp, fabric_tcp, fabric_sockets}`.
-macro_rules! over_transports {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn tcp() {
-                $body(Transport::Tcp)
-            }
-
-            #[test]
-            fn fabric_tcp() {
-                $body(Transport::Fabric("tcp"))
-            }
-
-            #[test]
-            fn fabric_sockets() {
-                $body(Transport::Fabric("sockets"))
-            }
-        }
-    };
-}
 
 fn c_source(name: &str) -> PathBuf {
     workspace_root().join("tests").join("c").join(name)
@@ -212,11 +184,9 @@ fn abi_program_links_versioned_symbols() {
     assert!(out.contains("0 failures"), "{out}");
 }
 
-fn example(tr: Transport) {
-    if !tr.available() {
-        return;
-    }
-    let t = LocalTarget::with_transport(tr);
+#[test]
+fn manual_page_example_runs_against_nohdrs_set() {
+    let t = LocalTarget::new();
     set_nohdrs(&t, "pool.set", "32M", "pool.part");
     let exe = compile_c(&c_source("example.c"));
     let out = run_ok(&t, &exe, &["localhost", "pool.set"]);
@@ -230,11 +200,9 @@ fn example(tr: Transport) {
     assert!(out.contains("unaligned pool_addr refused"), "{out}");
 }
 
-fn roundtrip(tr: Transport) {
-    if !tr.available() {
-        return;
-    }
-    let t = LocalTarget::with_transport(tr);
+#[test]
+fn data_and_attributes_survive_close_and_reopen() {
+    let t = LocalTarget::new();
     set_with_headers(&t, "rt.set", "8M", "rt.part");
     let exe = compile_c(&c_source("roundtrip.c"));
     let p = part(&t, "rt.part");
@@ -251,11 +219,9 @@ fn roundtrip(tr: Transport) {
     run_ok(&t, &exe, &["localhost", "rt.set", "verify"]);
 }
 
-fn lanes(tr: Transport) {
-    if !tr.available() {
-        return;
-    }
-    let t = LocalTarget::with_transport(tr);
+#[test]
+fn four_threads_on_four_lanes() {
+    let t = LocalTarget::new();
     set_with_headers(&t, "lanes.set", "8M", "lanes.part");
     let exe = compile_c(&c_source("lanes.c"));
     let image = t.dir().join("lanes.image");
@@ -278,11 +244,9 @@ fn lanes(tr: Transport) {
     }
 }
 
-fn badcalls(tr: Transport) {
-    if !tr.available() {
-        return;
-    }
-    let t = LocalTarget::with_transport(tr);
+#[test]
+fn every_bad_call_fails_with_its_errno() {
+    let t = LocalTarget::new();
     set_with_headers(&t, "hdr.set", "8M", "hdr.part");
     set_with_headers(&t, "exists.set", "8M", "exists.part");
     set_nohdrs(&t, "nohdrs.set", "8M", "nohdrs.part");
@@ -342,11 +306,3 @@ fn badcalls(tr: Transport) {
     // The refused persists never reached the header of hdr.set.
     assert_eq!(&part_bytes(&part(&t, "hdr.part"), 0, 8), b"BADCALL\0");
 }
-
-over_transports!(manual_page_example_runs_against_nohdrs_set, example);
-
-over_transports!(data_and_attributes_survive_close_and_reopen, roundtrip);
-
-over_transports!(four_threads_on_four_lanes, lanes);
-
-over_transports!(every_bad_call_fails_with_its_errno, badcalls);

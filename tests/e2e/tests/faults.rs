@@ -15,12 +15,22 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use e2e::{bin, compile_c, is_root, LocalTarget, Transport};
+use e2e::{bin, compile_c, is_root, LocalTarget};
 use rpmem::{Config, PersistFlags, Pool};
 
 const MIB: usize = 1024 * 1024;
 /// Wide hang check for anything that should take a fraction of a second.
 const HANG: Duration = Duration::from_secs(30);
+
+/// Writes a pool set without headers of one part of `size` in the target dir.
+fn nohdrs_set(t: &LocalTarget, name: &str, size: &str) -> PathBuf {
+    let part = t.dir().join(format!("{name}.part"));
+    t.write_poolset(
+        name,
+        &format!("PMEMPOOLSET\nOPTION NOHDRS\n{size} {}\n", part.display()),
+    );
+    part
+}
 
 /// The byte a block holds at position `j`: never zero, different per block.
 fn pattern(block: usize, j: usize) -> u8 {
@@ -285,24 +295,10 @@ fn assert_acked_blocks(data: &[u8], acked: usize, block: usize) {
 
 #[test]
 fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() {
-    target_death(Transport::Tcp);
-}
-
-#[test]
-fn target_death_fails_every_fabric_lane_in_bounded_time_and_keeps_acknowledged_bytes() {
-    for provider in ["tcp", "sockets"] {
-        target_death(Transport::Fabric(provider));
-    }
-}
-
-fn target_death(tr: Transport) {
     const LANES: u32 = 4;
     const BLOCK: usize = 4096;
-    if !tr.available() {
-        return;
-    }
-    let t = LocalTarget::with_transport(tr);
-    let part = t.nohdrs_set("death.set", "16M");
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "death.set", "16M");
     let cfg = t.config();
     assert_eq!(cfg.io_timeout, Duration::from_millis(5000), "the default");
     let mut pool = Pool::create(&cfg, "localhost", "death.set", 16 * MIB, LANES, None)
@@ -360,11 +356,11 @@ fn target_death(tr: Transport) {
             .expect("a lane's persist hung after the target died");
         let took = at.duration_since(killed);
         worst = worst.max(took);
-        eprintln!("{tr:?} lane {lane}: error after {took:?}: errno {errno}: {msg}");
+        eprintln!("lane {lane}: error after {took:?}: errno {errno}: {msg}");
         assert_eq!(errno, libc::ECONNRESET, "lane {lane}: {msg}");
         assert!(msg.contains(&format!("lane {lane}")), "{msg}");
     }
-    eprintln!("{tr:?} target death: every lane failed within {worst:?} of SIGKILL");
+    eprintln!("target death: every lane failed within {worst:?} of SIGKILL");
     assert!(worst < cfg.io_timeout * 3);
     // Every acknowledged byte is in the part file.
     let data = read_part(&part);
@@ -419,7 +415,7 @@ fn initiator_death_releases_the_pool_with_acknowledged_bytes_intact() {
     const SIZE: usize = 8 * MIB;
     const BLOCK: usize = 4096;
     let t = LocalTarget::new();
-    let part = t.nohdrs_set("init.set", "8M");
+    let part = nohdrs_set(&t, "init.set", "8M");
     let mut w = Writer::spawn(&t.env(), "init.set", SIZE, BLOCK);
     w.wait_acks(300, HANG);
     let daemon = served(&t, "init.set");
@@ -527,8 +523,8 @@ fn peer_outcome(mut s: TcpStream) -> (Option<u32>, bool) {
 fn strangers_and_replayed_secrets_are_dropped_and_the_pool_is_unchanged() {
     const UNAUTHENTICATED: u32 = 15;
     let t = LocalTarget::new();
-    let part_a = t.nohdrs_set("a.set", "4M");
-    let part_b = t.nohdrs_set("b.set", "4M");
+    let part_a = nohdrs_set(&t, "a.set", "4M");
+    let part_b = nohdrs_set(&t, "b.set", "4M");
     let capture = t.dir().join("control-a.bin");
     let cfg = t.config();
 
@@ -687,7 +683,7 @@ fn assert_timed_out(took: Duration, close_took: Duration, msg: &str) {
 fn stalled_target_fails_within_rpmem_timeout_ms_and_close_returns() {
     const SIZE: usize = 4 * MIB;
     let t = LocalTarget::new();
-    let part = t.nohdrs_set("stall.set", "4M");
+    let part = nohdrs_set(&t, "stall.set", "4M");
     let mut env = t.env();
     env.push(("RPMEM_TIMEOUT_MS".into(), "1500".into()));
     let mut w = Writer::spawn(&env, "stall.set", SIZE, 4096);
@@ -818,28 +814,15 @@ impl Drop for Netns {
 
 #[test]
 fn link_down_mid_stream_fails_within_rpmem_timeout_ms() {
-    link_down(Transport::Tcp);
-}
-
-#[test]
-fn link_down_mid_stream_fails_fabric_lanes_within_rpmem_timeout_ms() {
-    link_down(Transport::Fabric("tcp"));
-}
-
-fn link_down(tr: Transport) {
     const SIZE: usize = 8 * MIB;
-    if !tr.available() {
-        return;
-    }
     let Some(ns) = Netns::create() else { return };
-    let t = LocalTarget::with_transport(tr);
-    let part = t.nohdrs_set("net.set", "8M");
-    let mut env = vec![
+    let t = LocalTarget::new();
+    let part = nohdrs_set(&t, "net.set", "8M");
+    let env = vec![
         ("RPMEM_SSH".to_string(), ns.ssh.display().to_string()),
         ("RPMEM_CMD".to_string(), t.rpmem_cmd()),
         ("RPMEM_TIMEOUT_MS".to_string(), "2000".to_string()),
     ];
-    env.extend(tr.env());
     let mut w = Writer::spawn(&env, "net.set", SIZE, 64 * 1024);
     w.wait_acks(1, HANG);
     let daemon = served(&t, "net.set");
@@ -848,7 +831,7 @@ fn link_down(tr: Transport) {
         ip(&["link", "set", &ns.host_if, "down"]);
     });
     eprintln!(
-        "{tr:?} link down: persist failed after {took:?} (RPMEM_TIMEOUT_MS=2000): {msg}; \
+        "link down: persist failed after {took:?} (RPMEM_TIMEOUT_MS=2000): {msg}; \
          close took {close_took:?}"
     );
     assert!(took < Duration::from_millis(2000) + Duration::from_secs(10));
@@ -1138,7 +1121,7 @@ fn proxied_writer(set: &str) -> Option<(Netns, Proxy, LocalTarget, PathBuf, Serv
     let ns = Netns::create()?;
     let proxy = Proxy::start(&ns)?;
     let t = LocalTarget::new();
-    let part = t.nohdrs_set(set, "4M");
+    let part = nohdrs_set(&t, set, "4M");
     let env = vec![
         ("RPMEM_SSH".to_string(), ns.ssh.display().to_string()),
         ("RPMEM_CMD".to_string(), t.rpmem_cmd()),
@@ -1357,7 +1340,7 @@ fn rpmemd_cmd(t: &LocalTarget) -> Command {
 #[test]
 fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
     let t = LocalTarget::new();
-    let part = t.nohdrs_set("g.set", "2M");
+    let part = nohdrs_set(&t, "g.set", "2M");
     let cfg = t.config();
     let mut p = Pool::create(&cfg, "localhost", "g.set", 2 * MIB, 1, None).unwrap();
     p.region_mut()[4096..4100].copy_from_slice(b"kept");
@@ -1461,7 +1444,7 @@ fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
 fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing() {
     const LANES: u32 = 16;
     let t = LocalTarget::new();
-    let part = t.nohdrs_set("d.set", "2M");
+    let part = nohdrs_set(&t, "d.set", "2M");
     Pool::create(&t.config(), "localhost", "d.set", 2 * MIB, 1, None)
         .unwrap()
         .close()

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use e2e::{prefix, run_with_timeout, workspace_root, LocalTarget, Sshd, Transport};
+use e2e::{prefix, run_with_timeout, workspace_root, LocalTarget, Sshd};
 
 const MIB: usize = 1024 * 1024;
 const POOL: usize = 64 * MIB;
@@ -110,12 +110,7 @@ impl Replicated {
     /// `remote.set` (one 64M part) in the daemon's poolset dir and
     /// `local.set` (one 64M part, `REPLICA <node> remote.set`) in a local dir.
     fn new(node: &str) -> Replicated {
-        Replicated::over(node, Transport::Tcp)
-    }
-
-    /// As [`Replicated::new`], the sessions over `transport`.
-    fn over(node: &str, transport: Transport) -> Replicated {
-        let target = LocalTarget::with_transport(transport);
+        let target = LocalTarget::new();
         let local = tempfile::Builder::new()
             .prefix("rpmem-pmemobj-")
             .tempdir()
@@ -386,22 +381,6 @@ fn pmemobj_through_pmdks_librpmem_replicates_to_our_rpmemd() {
     full_scenario(&r, &app);
     assert!(
         r.target.log().contains("session of PMDK's librpmem"),
-        "{}",
-        r.target.log()
-    );
-}
-
-#[test]
-fn pmemobj_replicates_over_the_fabric_transport() {
-    let tr = Transport::Fabric("tcp");
-    if !have_pmemobj() || !tr.available() {
-        return;
-    }
-    let app = build_app("fabric");
-    let r = Replicated::over("localhost", tr);
-    full_scenario(&r, &app);
-    assert!(
-        r.target.log().contains("transport fabric, provider tcp"),
         "{}",
         r.target.log()
     );

@@ -126,7 +126,6 @@ impl Daemon {
             pool_size: size,
             nlanes,
             attr,
-            transport: Default::default(),
         })
     }
 
@@ -136,7 +135,6 @@ impl Daemon {
             pool_set: set.into(),
             pool_size: size,
             nlanes,
-            transport: Default::default(),
         })
     }
 
