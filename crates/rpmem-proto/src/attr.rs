@@ -82,12 +82,21 @@ impl PoolAttr {
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Self::read_with(r, Reader::u32)
+    }
+
+    /// Reads the fields in order, the integers with `u32` (our wire is
+    /// little-endian, PMDK's ssh channel big-endian).
+    pub(crate) fn read_with<'a>(
+        r: &mut Reader<'a>,
+        u32: fn(&mut Reader<'a>) -> Result<u32, DecodeError>,
+    ) -> Result<Self, DecodeError> {
         Ok(PoolAttr {
             signature: r.array()?,
-            major: r.u32()?,
-            compat_features: r.u32()?,
-            incompat_features: r.u32()?,
-            ro_compat_features: r.u32()?,
+            major: u32(r)?,
+            compat_features: u32(r)?,
+            incompat_features: u32(r)?,
+            ro_compat_features: u32(r)?,
             poolset_uuid: r.array()?,
             uuid: r.array()?,
             next_uuid: r.array()?,

@@ -244,18 +244,7 @@ pub(crate) fn write_attr(w: &mut Writer<'_>, a: &PoolAttr) {
 }
 
 pub(crate) fn read_attr(r: &mut Reader<'_>) -> Result<PoolAttr, DecodeError> {
-    Ok(PoolAttr {
-        signature: r.array()?,
-        major: r.be_u32()?,
-        compat_features: r.be_u32()?,
-        incompat_features: r.be_u32()?,
-        ro_compat_features: r.be_u32()?,
-        poolset_uuid: r.array()?,
-        uuid: r.array()?,
-        next_uuid: r.array()?,
-        prev_uuid: r.array()?,
-        user_flags: r.array()?,
-    })
+    PoolAttr::read_with(r, Reader::be_u32)
 }
 
 #[cfg(test)]
