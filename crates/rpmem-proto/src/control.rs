@@ -179,6 +179,12 @@ pub enum Answer {
     },
 }
 
+/// Frames `body` as it is: its length prefix, then its bytes, whatever they
+/// say (tests use it to send malformed requests).
+pub fn encode_frame(body: &[u8]) -> Vec<u8> {
+    frame(|w| w.bytes(body))
+}
+
 fn frame(body: impl FnOnce(&mut Writer<'_>)) -> Vec<u8> {
     let mut out = vec![0u8; 4];
     body(&mut Writer(&mut out));
@@ -405,6 +411,12 @@ mod tests {
         for bad in [[0u8, 0, 0, 0], [0xff, 0xff, 0xff, 0x7f]] {
             assert!(matches!(read_frame(&mut &bad[..]), Err(FrameError::Bad(_))));
         }
+        // Any body frames as the encoders frame theirs.
+        assert_eq!(encode_frame(&f[4..]), f);
+        let raw = encode_frame(b"\x55 not a request");
+        let body = read_frame(&mut &raw[..]).unwrap().unwrap();
+        assert_eq!(body, b"\x55 not a request");
+        assert!(Request::decode(&body).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod faults;
 pub mod pmdk;
 
 /// Root of the cargo workspace (two levels above this crate).
@@ -218,6 +219,62 @@ impl LocalTarget {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
+
+    /// The daemon's log lines written by process `pid`.
+    pub fn log_of(&self, pid: u32) -> String {
+        let tag = format!("rpmemd[{pid}]");
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with(&tag))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// The daemon that last opened or created pool set `set`, from its
+    /// "… pool set 'SET': … data on ADDR:PORT" log line.
+    ///
+    /// # Panics
+    /// If the log has no such line.
+    pub fn served(&self, set: &str) -> Served {
+        let log = self.log();
+        let needle = format!("pool set '{set}':");
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains(&needle) && l.contains("data on "))
+            .unwrap_or_else(|| panic!("no 'data on' line for {set} in the daemon log:\n{log}"));
+        let pid = line
+            .split_once("rpmemd[")
+            .and_then(|(_, r)| r.split_once(']'))
+            .and_then(|(p, _)| p.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        let (_, at) = line.rsplit_once("data on ").expect("data on");
+        let (addr, port) = at.trim().rsplit_once(':').expect("addr:port");
+        Served {
+            pid,
+            addr: addr.to_string(),
+            port: port.parse().expect("port"),
+        }
+    }
+}
+
+/// A daemon serving a session, as its log says: its pid and data address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The address its data connections go to.
+    pub addr: String,
+    /// The port its data connections go to.
+    pub port: u16,
+}
+
+/// The bytes of file `path` (a pool part).
+///
+/// # Panics
+/// If it cannot be read.
+pub fn read_file(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 static UNIQUE: AtomicUsize = AtomicUsize::new(0);

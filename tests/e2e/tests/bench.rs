@@ -165,11 +165,7 @@ fn bench_against_a_given_target_needs_a_pool_set() {
 #[test]
 fn bench_runs_against_an_existing_pool_on_a_target() {
     let t = LocalTarget::new();
-    let part = t.dir().join("b.part");
-    t.write_poolset(
-        "b.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
-    );
+    t.write_nohdrs_set("b", "8M");
     // The pool must exist: bench opens it on a given target.
     let mut create = Command::new(bin("rpmem"));
     create

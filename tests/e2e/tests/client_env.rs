@@ -38,14 +38,6 @@ fn rpmem(t: &LocalTarget, args: &[&str], env: &[(&str, &str)]) -> Output {
     run_with_timeout(&mut cmd, Duration::from_secs(120))
 }
 
-fn nohdrs_set(t: &LocalTarget, name: &str) {
-    let part = t.dir().join(format!("{name}.part"));
-    t.write_poolset(
-        name,
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
-}
-
 fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -53,7 +45,7 @@ fn read(p: &Path) -> String {
 #[test]
 fn log_level_2_logs_basic_operations_and_the_transport_to_the_file() {
     let t = LocalTarget::new();
-    nohdrs_set(&t, "a.set");
+    t.write_nohdrs_set("a", "4M");
     let log = t.dir().join("client.log");
     let logs = log.to_str().unwrap();
     let out = rpmem(
@@ -144,7 +136,7 @@ fn log_file_with_a_trailing_dash_gets_the_pid() {
 #[test]
 fn level_3_goes_to_stderr_without_a_file_and_level_0_logs_nothing() {
     let t = LocalTarget::new();
-    nohdrs_set(&t, "s.set");
+    t.write_nohdrs_set("s", "4M");
     let out = rpmem(
         &t,
         &["create", "localhost", "s.set", "--no-hdrs", "--size", "4M"],
@@ -191,7 +183,7 @@ fn level_4_traces_every_data_path_call() {
 #[test]
 fn sockets_disabled_is_enomedium_with_the_reason_logged() {
     let t = LocalTarget::new();
-    nohdrs_set(&t, "n.set");
+    t.write_nohdrs_set("n", "4M");
     let log = t.dir().join("n.log");
     let out = rpmem(
         &t,
@@ -214,7 +206,7 @@ fn sockets_disabled_is_enomedium_with_the_reason_logged() {
 #[test]
 fn max_nlanes_caps_the_lanes() {
     let t = LocalTarget::new();
-    nohdrs_set(&t, "l.set");
+    t.write_nohdrs_set("l", "4M");
     let out = rpmem(
         &t,
         &[
@@ -238,7 +230,7 @@ fn max_nlanes_caps_the_lanes() {
 #[test]
 fn rpmem_cmd_alternatives_are_used_in_turn() {
     let t = LocalTarget::new();
-    nohdrs_set(&t, "alt.set");
+    t.write_nohdrs_set("alt", "4M");
     let logs = [t.dir().join("alt-a.log"), t.dir().join("alt-b.log")];
     let daemon = |log: &Path| {
         format!(

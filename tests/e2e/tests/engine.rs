@@ -25,11 +25,7 @@ fn part_bytes(t: &LocalTarget, part: &str, offset: usize, len: usize) -> Vec<u8>
 #[test]
 fn persisted_bytes_reach_the_part_file_and_read_back() {
     let t = LocalTarget::new();
-    let part = t.dir().join("p0");
-    t.write_poolset(
-        "nohdrs.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    t.write_nohdrs_set("nohdrs", "4M");
     let cfg = t.config();
     let mut pool = Pool::create(&cfg, "localhost", "nohdrs.set", 4 * MIB, 2, None)
         .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
@@ -40,17 +36,17 @@ fn persisted_bytes_reach_the_part_file_and_read_back() {
     pool.region_mut()[MIB..MIB + 5].copy_from_slice(b"hello");
     pool.persist(0, 8, 0, PersistFlags::empty()).unwrap();
     pool.persist(MIB, 5, 1, PersistFlags::RELAXED).unwrap();
-    assert_eq!(part_bytes(&t, "p0", 0, 8), b"offset-0");
-    assert_eq!(part_bytes(&t, "p0", MIB, 5), b"hello");
+    assert_eq!(part_bytes(&t, "nohdrs.part", 0, 8), b"offset-0");
+    assert_eq!(part_bytes(&t, "nohdrs.part", MIB, 5), b"hello");
 
     // flush + drain, then deep persist.
     pool.region_mut()[2 * MIB..2 * MIB + 4].copy_from_slice(b"abcd");
     pool.flush(2 * MIB, 4, 0, PersistFlags::empty()).unwrap();
     pool.drain(0).unwrap();
-    assert_eq!(part_bytes(&t, "p0", 2 * MIB, 4), b"abcd");
+    assert_eq!(part_bytes(&t, "nohdrs.part", 2 * MIB, 4), b"abcd");
     pool.region_mut()[3 * MIB..3 * MIB + 4].copy_from_slice(b"deep");
     pool.deep_persist(3 * MIB, 4, 1).unwrap();
-    assert_eq!(part_bytes(&t, "p0", 3 * MIB, 4), b"deep");
+    assert_eq!(part_bytes(&t, "nohdrs.part", 3 * MIB, 4), b"deep");
 
     let mut buf = [0u8; 5];
     pool.read(&mut buf, MIB, 0).unwrap();
@@ -115,11 +111,7 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
 #[test]
 fn four_lanes_from_four_threads_land_every_byte() {
     let t = LocalTarget::new();
-    let part = t.dir().join("l0");
-    t.write_poolset(
-        "lanes.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("lanes", "8M");
     let cfg = t.config();
     let mut pool = Pool::create(&cfg, "localhost", "lanes.set", 8 * MIB, 4, None).unwrap();
     assert_eq!(pool.nlanes(), 4);
@@ -169,11 +161,7 @@ fn four_lanes_from_four_threads_land_every_byte() {
 #[test]
 fn bursts_of_flushes_of_every_size_and_alignment_land_exactly() {
     let t = LocalTarget::new();
-    let part = t.dir().join("b0");
-    t.write_poolset(
-        "burst.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("burst", "8M");
     let cfg = t.config();
     let mut pool = Pool::create(&cfg, "localhost", "burst.set", 8 * MIB, 1, None).unwrap();
     for (i, b) in pool.region_mut().iter_mut().enumerate() {
@@ -214,11 +202,7 @@ fn bursts_of_flushes_of_every_size_and_alignment_land_exactly() {
 #[test]
 fn bad_arguments_are_refused_without_breaking_the_pool() {
     let t = LocalTarget::new();
-    let part = t.dir().join("b0");
-    t.write_poolset(
-        "b.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    t.write_nohdrs_set("b", "4M");
     let cfg = t.config();
     let pool = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 2, None).unwrap();
     let cases: Vec<(&str, rpmem::Result<()>)> = vec![

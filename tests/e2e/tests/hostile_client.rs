@@ -85,11 +85,7 @@ fn a_target_is_never_read_by_ssh_as_an_option() {
 #[test]
 fn ordinary_targets_still_work() {
     let t = LocalTarget::new();
-    let part = t.dir().join("ok.part");
-    t.write_poolset(
-        "ok.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    t.write_nohdrs_set("ok", "4M");
     let cfg = t.config();
     for target in [
         "localhost",
@@ -152,11 +148,7 @@ fn pool_set_names_starting_with_a_dash_are_removable() {
 fn names_and_part_paths_of_directories_are_einval() {
     let t = LocalTarget::new();
     let cfg = t.config();
-    let part = t.dir().join("p.part");
-    t.write_poolset(
-        "p.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("p", "4M");
     fs::create_dir(t.dir().join("sub")).unwrap();
     let d = t.dir().display();
     t.write_poolset(
@@ -219,11 +211,7 @@ fn names_and_part_paths_of_directories_are_einval() {
 #[test]
 fn daemon_start_up_failures_carry_the_daemons_errno() {
     let t = LocalTarget::new();
-    let part = t.dir().join("s.part");
-    t.write_poolset(
-        "s.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    t.write_nohdrs_set("s", "4M");
     let conf = t.dir().join("bad.conf");
     fs::write(&conf, "no-such-key = 1\n").unwrap();
     let base = t.config();
@@ -291,11 +279,7 @@ fn library_log_lines_cannot_be_forged() {
 #[test]
 fn a_forked_child_cannot_use_or_end_its_parents_pool() {
     let t = LocalTarget::new();
-    let part = t.dir().join("fork.part");
-    t.write_poolset(
-        "fork.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("fork", "4M");
     let pool = Pool::create(&t.config(), "localhost", "fork.set", 4 * MIB, 1, None).unwrap();
     pool.close().unwrap();
     let exe = compile_c(&workspace_root().join("tests/c/fork.c"));
@@ -322,11 +306,7 @@ fn a_forked_child_cannot_use_or_end_its_parents_pool() {
 #[test]
 fn create_and_open_are_bounded_by_their_timeout() {
     let t = LocalTarget::new();
-    let part = t.dir().join("slow.part");
-    t.write_poolset(
-        "slow.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("slow", "4M");
     let hung_ssh = t.dir().join("hung-ssh");
     fs::write(&hung_ssh, "#!/bin/sh\nexec sleep 60\n").unwrap();
     fs::set_permissions(

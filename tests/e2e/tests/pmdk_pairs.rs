@@ -125,11 +125,7 @@ fn run_ours(pmdk: &Path, t: &LocalTarget, src: &str, cflags: &[&str], args: &[&s
 fn pmdk_librpmem_runs_the_manual_page_example_through_our_rpmemd() {
     let Some(pmdk) = pmdk::prefix() else { return };
     let t = LocalTarget::new();
-    let part = t.dir().join("pool.part");
-    t.write_poolset(
-        "pool.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n32M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("pool", "32M");
     let out = run_ours(pmdk, &t, "example.c", &[], &["localhost", "pool.set"]);
     assert!(out.contains("example: ok"), "{out}");
     assert!(fs::metadata(&part).unwrap().len() >= 32 * MIB);
@@ -342,11 +338,7 @@ fn bad_persists_from_a_pmdk_client_are_refused_without_touching_the_pool() {
 fn pmdk_librpmem_persists_1_mib_ranges_through_our_rpmemd() {
     let Some(pmdk) = pmdk::prefix() else { return };
     let t = LocalTarget::new();
-    let part = t.dir().join("bench.part");
-    t.write_poolset(
-        "bench.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n64M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("bench", "64M");
     // The program BENCHMARKS.md compares pairings with, briefly: 64 B and
     // 1 MiB persists of a pool filled with 0x5a.
     let out = run_ours(

@@ -50,11 +50,7 @@ fn sshd_runs_commands_given_in_librpmems_form() {
 fn pool_lifecycle_over_real_ssh() {
     let Some(sshd) = Sshd::start() else { return };
     let t = LocalTarget::new();
-    let part = t.dir().join("ssh.part");
-    t.write_poolset(
-        "ssh.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n8M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("ssh", "8M");
     let cfg = Config {
         ssh: sshd.ssh_wrapper().display().to_string(),
         cmd: t.rpmem_cmd(),
@@ -115,11 +111,7 @@ fn pool_lifecycle_over_real_ssh() {
 fn cli_reaches_target_over_real_ssh() {
     let Some(sshd) = Sshd::start() else { return };
     let t = LocalTarget::new();
-    let part = t.dir().join("cli.part");
-    t.write_poolset(
-        "cli.set",
-        &format!("PMEMPOOLSET\nOPTION NOHDRS\n4M {}\n", part.display()),
-    );
+    let part = t.write_nohdrs_set("cli", "4M");
     let rpmem = |args: &[&str]| {
         run_with_timeout(
             Command::new(bin("rpmem"))
