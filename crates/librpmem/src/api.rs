@@ -27,18 +27,39 @@ const _: fn() = || {
     assert_send_sync::<RpmemPool>();
 };
 
-/// Checks `*nlanes` and reads it.
+/// The arguments `rpmem_create` and `rpmem_open` share, read and checked:
+/// the target, the pool set name and the lanes wanted (`*nlanes`, non-zero).
 ///
 /// # Safety
-/// `nlanes` must be non-NULL and point to a readable `unsigned`.
-unsafe fn wanted_lanes(nlanes: *const c_uint) -> Result<u32, CapiError> {
+/// `target` and `pool_set_name` must be NULL or NUL-terminated strings valid
+/// for `'a`; `nlanes` NULL or a readable `unsigned`.
+unsafe fn session_args<'a>(
+    target: *const c_char,
+    pool_set_name: *const c_char,
+    nlanes: *const c_uint,
+) -> Result<(&'a str, &'a str, u32), CapiError> {
+    non_null!(nlanes);
     // SAFETY: forwarded caller obligation.
+    let target = unsafe { ffi::str_arg(target, "target")? };
+    // SAFETY: forwarded caller obligation.
+    let pool_set = unsafe { ffi::str_arg(pool_set_name, "pool_set_name")? };
+    // SAFETY: checked non-NULL; readable per the caller.
     match unsafe { ffi::read_u32(nlanes) } {
         0 => Err(CapiError::InvalidArgument(
             "*nlanes is 0: at least one lane is needed".into(),
         )),
-        n => Ok(n),
+        n => Ok((target, pool_set, n)),
     }
+}
+
+/// Tells the caller how many lanes `pool` got and hands it out as a handle.
+///
+/// # Safety
+/// `nlanes` must be non-NULL and point to a writable `unsigned`.
+unsafe fn hand_out(pool: RemotePool, nlanes: *mut c_uint) -> *mut RpmemPool {
+    // SAFETY: forwarded caller obligation.
+    unsafe { ffi::write_u32(nlanes, pool.nlanes()) };
+    ffi::into_handle(RpmemPool { pool })
 }
 
 export! {
@@ -59,31 +80,19 @@ export! {
     fail std::ptr::null_mut();
     {
         non_null!(target, pool_set_name, pool_addr, nlanes);
-        // SAFETY: non-NULL C strings, valid for the call per the C contract.
-        let target = unsafe { ffi::str_arg(target, "target")? };
-        // SAFETY: as above.
-        let pool_set = unsafe { ffi::str_arg(pool_set_name, "pool_set_name")? };
-        // SAFETY: nlanes is non-NULL and points to an unsigned per the C contract.
-        let wanted = unsafe { wanted_lanes(nlanes)? };
+        // SAFETY: C strings and an unsigned, valid for the call per the C contract.
+        let (target, pool_set, wanted) = unsafe { session_args(target, pool_set_name, nlanes)? };
         // SAFETY: NULL or a readable struct rpmem_pool_attr per the C contract.
         let attr = unsafe { ffi::read_attr(create_attr) };
-        let cfg = Config::from_env();
+        let region = pool_addr.cast::<u8>().cast_const();
         // SAFETY: the C contract makes the caller keep the region readable
         // until rpmem_close, which is as long as the handle lives.
         let pool = unsafe {
-            RemotePool::create(
-                &cfg,
-                target,
-                pool_set,
-                pool_addr.cast::<u8>().cast_const(),
-                pool_size,
-                wanted,
-                attr.as_ref(),
-            )?
+            let cfg = Config::from_env();
+            RemotePool::create(&cfg, target, pool_set, region, pool_size, wanted, attr.as_ref())?
         };
         // SAFETY: checked non-NULL above; points to a writable unsigned.
-        unsafe { ffi::write_u32(nlanes, pool.nlanes()) };
-        Ok(ffi::into_handle(RpmemPool { pool }))
+        Ok(unsafe { hand_out(pool, nlanes) })
     }
 }
 
@@ -99,29 +108,17 @@ export! {
     fail std::ptr::null_mut();
     {
         non_null!(target, pool_set_name, pool_addr, nlanes);
-        // SAFETY: non-NULL C strings, valid for the call per the C contract.
-        let target = unsafe { ffi::str_arg(target, "target")? };
-        // SAFETY: as above.
-        let pool_set = unsafe { ffi::str_arg(pool_set_name, "pool_set_name")? };
-        // SAFETY: nlanes is non-NULL and points to an unsigned per the C contract.
-        let wanted = unsafe { wanted_lanes(nlanes)? };
-        let cfg = Config::from_env();
+        // SAFETY: C strings and an unsigned, valid for the call per the C contract.
+        let (target, pool_set, wanted) = unsafe { session_args(target, pool_set_name, nlanes)? };
+        let region = pool_addr.cast::<u8>().cast_const();
         // SAFETY: as in rpmem_create.
         let (pool, attr) = unsafe {
-            RemotePool::open(
-                &cfg,
-                target,
-                pool_set,
-                pool_addr.cast::<u8>().cast_const(),
-                pool_size,
-                wanted,
-            )?
+            RemotePool::open(&Config::from_env(), target, pool_set, region, pool_size, wanted)?
         };
-        // SAFETY: checked non-NULL above; points to a writable unsigned.
-        unsafe { ffi::write_u32(nlanes, pool.nlanes()) };
         // SAFETY: NULL or a writable struct rpmem_pool_attr per the C contract.
         unsafe { ffi::write_attr(open_attr, &attr) };
-        Ok(ffi::into_handle(RpmemPool { pool }))
+        // SAFETY: checked non-NULL above; points to a writable unsigned.
+        Ok(unsafe { hand_out(pool, nlanes) })
     }
 }
 

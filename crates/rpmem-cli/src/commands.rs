@@ -46,19 +46,27 @@ pub fn lanes_arg(s: &str) -> std::result::Result<u32, String> {
     }
 }
 
-/// Arguments of `rpmem create`.
+/// The pool a session opens and how: the arguments `create` and `info` share.
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub struct SessionArgs {
     /// Target node: [user@]host[:port]
     pub target: String,
     /// Pool set file, relative to the target's poolset directory
     pub pool_set: String,
-    /// Local size to register, e.g. 8K, 64M, 1G (at most the pool's size)
+    /// Local size to register while the pool is open, e.g. 8K, 64M, 1G (at
+    /// most the pool's size)
     #[arg(long, default_value = DEFAULT_SIZE, value_parser = size_arg)]
     pub size: usize,
     /// Lanes to ask for
     #[arg(long, default_value_t = 1, value_parser = lanes_arg)]
     pub lanes: u32,
+}
+
+/// Arguments of `rpmem create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
     /// Create a pool without a header (the pool set must say OPTION NOHDRS)
     #[arg(long)]
     pub no_hdrs: bool,
@@ -73,16 +81,8 @@ pub struct CreateArgs {
 /// Arguments of `rpmem info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Target node: [user@]host[:port]
-    pub target: String,
-    /// Pool set file, relative to the target's poolset directory
-    pub pool_set: String,
-    /// Local size to register while the pool is open
-    #[arg(long, default_value = DEFAULT_SIZE, value_parser = size_arg)]
-    pub size: usize,
-    /// Lanes to ask for
-    #[arg(long, default_value_t = 1, value_parser = lanes_arg)]
-    pub lanes: u32,
+    #[command(flatten)]
+    pub session: SessionArgs,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -223,6 +223,20 @@ struct PoolView {
 }
 
 impl PoolView {
+    /// The session `s` asked for and what `pool` got; `attr`: the pool's
+    /// attributes as the target stored them (not as asked: user flags may differ).
+    fn new(s: SessionArgs, pool: &Pool, attr: &PoolAttr) -> PoolView {
+        PoolView {
+            target: s.target,
+            pool_set: s.pool_set,
+            has_header: pool.has_header(),
+            lanes: pool.nlanes(),
+            lanes_requested: s.lanes,
+            local_size: pool.size(),
+            attributes: pool.has_header().then(|| AttrView::new(attr)),
+        }
+    }
+
     fn print(&self) {
         println!("target        {}", self.target);
         println!("pool set      {}", self.pool_set);
@@ -284,20 +298,12 @@ pub fn create(a: CreateArgs) -> Result<()> {
     } else {
         Some(new_attr(&a.signature)?)
     };
-    let msg = format!("creating {} on {}", a.pool_set, a.target);
+    let s = a.session;
+    let msg = format!("creating {} on {}", s.pool_set, s.target);
     let pool = with_spinner(a.json, msg, || {
-        Pool::create(&cfg, &a.target, &a.pool_set, a.size, a.lanes, attr.as_ref())
+        Pool::create(&cfg, &s.target, &s.pool_set, s.size, s.lanes, attr.as_ref())
     })?;
-    let view = PoolView {
-        target: a.target,
-        pool_set: a.pool_set,
-        has_header: pool.has_header(),
-        lanes: pool.nlanes(),
-        lanes_requested: a.lanes,
-        local_size: pool.size(),
-        // What the target stored, not what was asked (user flags may differ).
-        attributes: pool.has_header().then(|| AttrView::new(&pool.attr())),
-    };
+    let view = PoolView::new(s, &pool, &pool.attr());
     pool.close()?;
     emit(a.json, &view, |v| {
         println!("created");
@@ -308,16 +314,9 @@ pub fn create(a: CreateArgs) -> Result<()> {
 /// `rpmem info`.
 pub fn info(a: InfoArgs) -> Result<()> {
     let cfg = Config::from_env();
-    let (pool, attr) = Pool::open(&cfg, &a.target, &a.pool_set, a.size, a.lanes)?;
-    let view = PoolView {
-        target: a.target,
-        pool_set: a.pool_set,
-        has_header: pool.has_header(),
-        lanes: pool.nlanes(),
-        lanes_requested: a.lanes,
-        local_size: pool.size(),
-        attributes: pool.has_header().then(|| AttrView::new(&attr)),
-    };
+    let s = a.session;
+    let (pool, attr) = Pool::open(&cfg, &s.target, &s.pool_set, s.size, s.lanes)?;
+    let view = PoolView::new(s, &pool, &attr);
     pool.close()?;
     emit(a.json, &view, PoolView::print)
 }
