@@ -421,6 +421,37 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// The library's environment variables, which [`run_rpmem`] clears.
+const LIBRARY_ENV: [&str; 7] = [
+    "RPMEM_SSH",
+    "RPMEM_CMD",
+    "RPMEM_LOG_LEVEL",
+    "RPMEM_LOG_FILE",
+    "RPMEM_ENABLE_SOCKETS",
+    "RPMEM_ENABLE_VERBS",
+    "RPMEM_MAX_NLANES",
+];
+
+/// Runs the installed `rpmem` tool with `args` (see [`run_with_timeout`];
+/// two minutes) in an environment without the library's variables, then
+/// `t`'s ([`LocalTarget::env`]) if given, then `env`.
+pub fn run_rpmem<S: AsRef<std::ffi::OsStr>>(
+    t: Option<&LocalTarget>,
+    args: impl IntoIterator<Item = S>,
+    env: &[(&str, &str)],
+) -> Output {
+    let mut cmd = Command::new(bin("rpmem"));
+    cmd.args(args);
+    for v in LIBRARY_ENV {
+        cmd.env_remove(v);
+    }
+    if let Some(t) = t {
+        cmd.envs(t.env());
+    }
+    cmd.envs(env.iter().copied());
+    run_with_timeout(&mut cmd, Duration::from_secs(120))
+}
+
 /// Whether the tests run as root (effective uid 0).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

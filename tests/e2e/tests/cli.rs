@@ -3,21 +3,14 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use e2e::{bin, run_with_timeout, LocalTarget};
+use e2e::{bin, run_rpmem, run_with_timeout, LocalTarget};
 
 const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
 const EINVAL: i32 = 22;
 
 fn rpmem(t: Option<&LocalTarget>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(bin("rpmem"));
-    cmd.args(args)
-        .env_remove("RPMEM_SSH")
-        .env_remove("RPMEM_CMD");
-    if let Some(t) = t {
-        cmd.envs(t.env());
-    }
-    run_with_timeout(&mut cmd, Duration::from_secs(120))
+    run_rpmem(t, args, &[])
 }
 
 fn text(b: &[u8]) -> String {
@@ -58,47 +51,28 @@ fn demo_with_other_size_and_lanes() {
 }
 
 #[test]
-fn info_on_missing_pool_is_enoent() {
+fn info_and_rm_of_a_missing_pool_are_enoent() {
     let t = LocalTarget::new();
-    let out = rpmem(Some(&t), &["info", "localhost", "nosuch.set"]);
-    assert_eq!(
-        out.status.code(),
-        Some(ENOENT),
-        "{out:?}\nlog:\n{}",
-        t.log()
-    );
-    assert_one_line_error(&out);
-}
-
-#[test]
-fn rm_of_missing_pool_is_enoent() {
-    let t = LocalTarget::new();
-    let out = rpmem(Some(&t), &["rm", "localhost", "nosuch.set"]);
-    assert_eq!(
-        out.status.code(),
-        Some(ENOENT),
-        "{out:?}\nlog:\n{}",
-        t.log()
-    );
-    assert_one_line_error(&out);
+    for cmd in ["info", "rm"] {
+        let out = rpmem(Some(&t), &[cmd, "localhost", "nosuch.set"]);
+        assert_eq!(
+            out.status.code(),
+            Some(ENOENT),
+            "{cmd}: {out:?}\nlog:\n{}",
+            t.log()
+        );
+        assert_one_line_error(&out);
+    }
 }
 
 #[test]
 fn create_info_rm_nohdrs() {
     let t = LocalTarget::new();
     let part = t.write_nohdrs_set("a", "4M");
-    let out = rpmem(
+    let out = run_rpmem(
         Some(&t),
-        &[
-            "create",
-            "localhost",
-            "a.set",
-            "--no-hdrs",
-            "--size",
-            "4M",
-            "--lanes",
-            "2",
-        ],
+        "create localhost a.set --no-hdrs --size 4M --lanes 2".split(' '),
+        &[],
     );
     assert!(out.status.success(), "{out:?}\nlog:\n{}", t.log());
     assert!(text(&out.stdout).contains("created"));

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use e2e::{bin, run_with_timeout, LocalTarget};
+use e2e::{bin, run_rpmem, run_with_timeout, LocalTarget};
 
 const MIB: usize = 1024 * 1024;
 
@@ -22,20 +22,7 @@ fn text(b: &[u8]) -> String {
 
 /// `rpmem ARGS` against `t` with `env` on top of a clean rpmem environment.
 fn rpmem(t: &LocalTarget, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(bin("rpmem"));
-    cmd.args(args);
-    for v in [
-        "RPMEM_LOG_LEVEL",
-        "RPMEM_LOG_FILE",
-        "RPMEM_ENABLE_SOCKETS",
-        "RPMEM_ENABLE_VERBS",
-        "RPMEM_MAX_NLANES",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.envs(t.env());
-    cmd.envs(env.iter().copied());
-    run_with_timeout(&mut cmd, Duration::from_secs(120))
+    run_rpmem(Some(t), args, env)
 }
 
 fn read(p: &Path) -> String {
@@ -48,18 +35,9 @@ fn log_level_2_logs_basic_operations_and_the_transport_to_the_file() {
     t.write_nohdrs_set("a", "4M");
     let log = t.dir().join("client.log");
     let logs = log.to_str().unwrap();
-    let out = rpmem(
-        &t,
-        &[
-            "create",
-            "localhost",
-            "a.set",
-            "--no-hdrs",
-            "--size",
-            "4M",
-            "--lanes",
-            "3",
-        ],
+    let out = run_rpmem(
+        Some(&t),
+        "create localhost a.set --no-hdrs --size 4M --lanes 3".split(' '),
         &[("RPMEM_LOG_LEVEL", "2"), ("RPMEM_LOG_FILE", logs)],
     );
     assert!(out.status.success(), "{out:?}");
@@ -207,19 +185,9 @@ fn sockets_disabled_is_enomedium_with_the_reason_logged() {
 fn max_nlanes_caps_the_lanes() {
     let t = LocalTarget::new();
     t.write_nohdrs_set("l", "4M");
-    let out = rpmem(
-        &t,
-        &[
-            "create",
-            "localhost",
-            "l.set",
-            "--no-hdrs",
-            "--size",
-            "4M",
-            "--lanes",
-            "8",
-            "--json",
-        ],
+    let out = run_rpmem(
+        Some(&t),
+        "create localhost l.set --no-hdrs --size 4M --lanes 8 --json".split(' '),
         &[("RPMEM_MAX_NLANES", "2")],
     );
     assert!(out.status.success(), "{out:?}");

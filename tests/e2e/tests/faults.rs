@@ -381,6 +381,23 @@ fn assert_timed_out(took: Duration, close_took: Duration, msg: &str) {
     );
 }
 
+/// After a fault on the data path only: the writer has ended, the daemon
+/// closed the session cleanly and exited, and the part holds every block
+/// the writer was told was persisted.
+fn assert_closed_keeping_acked_blocks(
+    w: &mut Writer,
+    t: &LocalTarget,
+    daemon: &Served,
+    part: &Path,
+    block: usize,
+) {
+    w.drain_acks();
+    wait_gone(daemon.pid, HANG);
+    let log = t.log_of(daemon.pid);
+    assert!(log.contains("closed"), "{log}");
+    assert_acked_blocks(&read_file(part), w.acked, block);
+}
+
 #[test]
 fn stalled_target_fails_within_rpmem_timeout_ms_and_close_returns() {
     const SIZE: usize = 4 * MIB;
@@ -433,12 +450,8 @@ fn link_down_mid_stream_fails_within_rpmem_timeout_ms() {
          close took {close_took:?}"
     );
     assert!(took < Duration::from_millis(2000) + Duration::from_secs(10));
-    w.drain_acks();
     // The control channel does not cross the link: the daemon closes cleanly.
-    wait_gone(daemon.pid, HANG);
-    let log = t.log_of(daemon.pid);
-    assert!(log.contains("closed"), "{log}");
-    assert_acked_blocks(&read_file(&part), w.acked, 64 * 1024);
+    assert_closed_keeping_acked_blocks(&mut w, &t, &daemon, &part, 64 * 1024);
 }
 
 /// A writer whose data connection crosses a fault proxy: the daemon runs in
@@ -528,12 +541,8 @@ fn stalled_stream_fails_within_rpmem_timeout_ms_and_close_returns() {
          close took {close_took:?}"
     );
     assert_timed_out(took, close_took, &msg);
-    w.drain_acks();
     // The control channel does not cross the proxy: the daemon closes.
-    wait_gone(daemon.pid, HANG);
-    let log = t.log_of(daemon.pid);
-    assert!(log.contains("closed"), "{log}");
-    assert_acked_blocks(&read_file(&part), w.acked, 4096);
+    assert_closed_keeping_acked_blocks(&mut w, &t, &daemon, &part, 4096);
 }
 
 #[test]
@@ -556,11 +565,7 @@ fn cut_stream_fails_at_once_and_close_returns() {
         close_took < Duration::from_secs(10),
         "close took {close_took:?}"
     );
-    w.drain_acks();
-    wait_gone(daemon.pid, HANG);
-    let log = t.log_of(daemon.pid);
-    assert!(log.contains("closed"), "{log}");
-    assert_acked_blocks(&read_file(&part), w.acked, 4096);
+    assert_closed_keeping_acked_blocks(&mut w, &t, &daemon, &part, 4096);
 }
 
 // ---------------------------------------------------------------------------
