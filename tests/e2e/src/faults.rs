@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{compile_c, is_root, workspace_root, LocalTarget};
+use crate::{compile_c, is_root, run_checked, workspace_root, LocalTarget};
 
 /// Wide hang check for anything that should take a fraction of a second.
 pub const HANG: Duration = Duration::from_secs(30);
@@ -259,17 +259,7 @@ static NETNS_SEQ: AtomicUsize = AtomicUsize::new(0);
 /// # Panics
 /// If it fails, with its stderr.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_checked(Command::new("ip").args(args));
 }
 
 /// A network namespace of our own joined to this one by a veth pair with

@@ -76,26 +76,16 @@ pub fn prefix() -> &'static Path {
         let prefix = target.join("test-prefix");
         let lock = lock_file(&target.join(".test-prefix.lock"));
         eprintln!("e2e: building and installing into {}", prefix.display());
-        let out = Command::new("make")
-            .arg("-C")
-            .arg(root)
-            .arg("--no-print-directory")
-            .arg("install")
-            .arg(format!("PREFIX={}", prefix.display()))
-            .arg("DESTDIR=")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run make: {e}"));
+        run_checked(
+            Command::new("make")
+                .arg("-C")
+                .arg(root)
+                .arg("--no-print-directory")
+                .arg("install")
+                .arg(format!("PREFIX={}", prefix.display()))
+                .arg("DESTDIR="),
+        );
         drop(lock);
-        if !out.status.success() {
-            panic!(
-                "`make install PREFIX={}` failed ({}):\n{}\n{}",
-                prefix.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
         prefix
     })
 }
@@ -174,6 +164,21 @@ impl LocalTarget {
             &format!("PMEMPOOLSET\nOPTION NOHDRS\n{size} {}\n", part.display()),
         );
         part
+    }
+
+    /// Writes `<name>.set` as [`LocalTarget::write_nohdrs_set`] does, of
+    /// `size` bytes, and creates its pool with `nlanes` lanes through the
+    /// Rust API ([`LocalTarget::config`]); returns the part's path and the
+    /// open pool.
+    ///
+    /// # Panics
+    /// If the pool cannot be created, with the daemon's log.
+    pub fn create_nohdrs(&self, name: &str, size: usize, nlanes: u32) -> (PathBuf, rpmem::Pool) {
+        let part = self.write_nohdrs_set(name, &size.to_string());
+        let set = format!("{name}.set");
+        let pool = rpmem::Pool::create(&self.config(), "localhost", &set, size, nlanes, None)
+            .unwrap_or_else(|e| panic!("create {set}: {e}; log:\n{}", self.log()));
+        (part, pool)
     }
 
     /// Path of the daemon's log file.
@@ -315,27 +320,17 @@ fn compile(src: &Path, p: &Path, extra: &[&str]) -> PathBuf {
         std::process::id(),
         UNIQUE.fetch_add(1, Ordering::Relaxed)
     ));
-    let res = Command::new("cc")
-        .args(["-Wall", "-Werror", "-O1"])
-        .args(extra)
-        .arg(src)
-        .arg(format!("-I{}", p.join("include").display()))
-        .arg(format!("-L{}", p.join("lib").display()))
-        .arg(format!("-Wl,-rpath,{}", p.join("lib").display()))
-        .args(["-lrpmem", "-lpthread", "-o"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cc: {e}"));
-    if !res.status.success() {
-        panic!(
-            "compiling {} failed ({}):\n{}{}",
-            src.display(),
-            res.status,
-            String::from_utf8_lossy(&res.stdout),
-            String::from_utf8_lossy(&res.stderr)
-        );
-    }
+    run_checked(
+        Command::new("cc")
+            .args(["-Wall", "-Werror", "-O1"])
+            .args(extra)
+            .arg(src)
+            .arg(format!("-I{}", p.join("include").display()))
+            .arg(format!("-L{}", p.join("lib").display()))
+            .arg(format!("-Wl,-rpath,{}", p.join("lib").display()))
+            .args(["-lrpmem", "-lpthread", "-o"])
+            .arg(&out),
+    );
     out
 }
 
@@ -419,6 +414,40 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// `out`'s stdout as text, after checking that the program succeeded.
+///
+/// # Panics
+/// Unless it did, showing `what` ran, its status, stdout and stderr, and
+/// `context` (a daemon's log, say; empty for none).
+pub fn expect_success(out: &Output, what: &dyn std::fmt::Display, context: &str) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout:\n{}--- stderr:\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr),
+        if context.is_empty() {
+            String::new()
+        } else {
+            format!("--- context:\n{context}")
+        }
+    );
+    text(&out.stdout)
+}
+
+/// Runs `cmd` to its end with stdin from /dev/null; returns its stdout.
+///
+/// # Panics
+/// If it cannot start or fails (see [`expect_success`]).
+pub fn run_checked(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    expect_success(&out, &format!("{cmd:?}"), "")
 }
 
 /// The library's environment variables, which [`run_rpmem`] clears.

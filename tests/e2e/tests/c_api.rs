@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use e2e::{compile_c, exported_functions, prefix, run_with_timeout, workspace_root, LocalTarget};
+use e2e::{
+    compile_c, expect_success, exported_functions, prefix, run_with_timeout, workspace_root,
+    LocalTarget,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -22,14 +25,7 @@ fn text(b: &[u8]) -> String {
 
 fn tool(cmd: &mut Command) -> String {
     let out = run_with_timeout(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    expect_success(&out, &format!("{cmd:?}"), "")
 }
 
 /// Runs a compiled C program with the target's environment.
@@ -52,16 +48,7 @@ fn run_prog(t: &LocalTarget, exe: &Path, args: &[&str], limit: Duration) -> Outp
 /// Like [`run_prog`], and the program must exit 0.
 fn run_ok(t: &LocalTarget, exe: &Path, args: &[&str]) -> String {
     let out = run_prog(t, exe, args, Duration::from_secs(120));
-    let so = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed ({}):\n--- stdout:\n{so}--- stderr:\n{}--- daemon log:\n{}",
-        exe.display(),
-        out.status,
-        text(&out.stderr),
-        t.log()
-    );
-    so
+    expect_success(&out, &format!("{} {args:?}", exe.display()), &t.log())
 }
 
 fn part(t: &LocalTarget, name: &str) -> PathBuf {

@@ -25,10 +25,7 @@ fn part_bytes(t: &LocalTarget, part: &str, offset: usize, len: usize) -> Vec<u8>
 #[test]
 fn persisted_bytes_reach_the_part_file_and_read_back() {
     let t = LocalTarget::new();
-    t.write_nohdrs_set("nohdrs", "4M");
-    let cfg = t.config();
-    let mut pool = Pool::create(&cfg, "localhost", "nohdrs.set", 4 * MIB, 2, None)
-        .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+    let (_, mut pool) = t.create_nohdrs("nohdrs", 4 * MIB, 2);
     assert!(!pool.has_header());
     assert_eq!(pool.nlanes(), 2);
     // Without headers the whole pool is usable, offset 0 included.
@@ -111,9 +108,7 @@ fn pool_with_headers_protects_its_header_and_keeps_attributes() {
 #[test]
 fn four_lanes_from_four_threads_land_every_byte() {
     let t = LocalTarget::new();
-    let part = t.write_nohdrs_set("lanes", "8M");
-    let cfg = t.config();
-    let mut pool = Pool::create(&cfg, "localhost", "lanes.set", 8 * MIB, 4, None).unwrap();
+    let (part, mut pool) = t.create_nohdrs("lanes", 8 * MIB, 4);
     assert_eq!(pool.nlanes(), 4);
     for (i, b) in pool.region_mut().iter_mut().enumerate() {
         *b = (i % 251) as u8;
@@ -161,9 +156,7 @@ fn four_lanes_from_four_threads_land_every_byte() {
 #[test]
 fn bursts_of_flushes_of_every_size_and_alignment_land_exactly() {
     let t = LocalTarget::new();
-    let part = t.write_nohdrs_set("burst", "8M");
-    let cfg = t.config();
-    let mut pool = Pool::create(&cfg, "localhost", "burst.set", 8 * MIB, 1, None).unwrap();
+    let (part, mut pool) = t.create_nohdrs("burst", 8 * MIB, 1);
     for (i, b) in pool.region_mut().iter_mut().enumerate() {
         *b = (i % 253) as u8 | 1;
     }
@@ -202,9 +195,8 @@ fn bursts_of_flushes_of_every_size_and_alignment_land_exactly() {
 #[test]
 fn bad_arguments_are_refused_without_breaking_the_pool() {
     let t = LocalTarget::new();
-    t.write_nohdrs_set("b", "4M");
     let cfg = t.config();
-    let pool = Pool::create(&cfg, "localhost", "b.set", 4 * MIB, 2, None).unwrap();
+    let (_, pool) = t.create_nohdrs("b", 4 * MIB, 2);
     let cases: Vec<(&str, rpmem::Result<()>)> = vec![
         (
             "past end",

@@ -37,11 +37,9 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
     const LANES: u32 = 4;
     const BLOCK: usize = 4096;
     let t = LocalTarget::new();
-    let part = t.write_nohdrs_set("death", "16M");
     let cfg = t.config();
     assert_eq!(cfg.io_timeout, Duration::from_millis(5000), "the default");
-    let mut pool = Pool::create(&cfg, "localhost", "death.set", 16 * MIB, LANES, None)
-        .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+    let (part, mut pool) = t.create_nohdrs("death", 16 * MIB, LANES);
     assert_eq!(pool.nlanes(), LANES);
     for (i, b) in pool.region_mut().iter_mut().enumerate() {
         *b = pattern(i / BLOCK, i % BLOCK);
@@ -368,17 +366,17 @@ fn strangers_and_replayed_secrets_are_dropped_and_the_pool_is_unchanged() {
 
 /// A stall with RPMEM_TIMEOUT_MS=1500 failed by the time limit: not before
 /// it, not long after it, and close did not wait for the silent target.
-fn assert_timed_out(took: Duration, close_took: Duration, msg: &str) {
-    assert!(msg.contains("did not answer in time"), "{msg}");
-    assert!(
-        took >= Duration::from_millis(1000),
-        "failed before the time limit: {took:?}"
-    );
-    assert!(took < Duration::from_millis(1500) + Duration::from_secs(10));
-    assert!(
-        close_took < Duration::from_secs(10),
-        "close took {close_took:?}"
-    );
+fn assert_timed_out(f: &FaultOutcome) {
+    assert!(f.msg.contains("did not answer in time"), "{f:?}");
+    assert!(f.took >= Duration::from_millis(1000), "too early: {f:?}");
+    assert_bounded(f, Duration::from_millis(1500));
+}
+
+/// The failure came within `limit` and a wide margin, and close did not
+/// wait for the silent peer.
+fn assert_bounded(f: &FaultOutcome, limit: Duration) {
+    assert!(f.took < limit + Duration::from_secs(10), "{f:?}");
+    assert!(f.close_took < Duration::from_secs(10), "{f:?}");
 }
 
 /// After a fault on the data path only: the writer has ended, the daemon
@@ -408,16 +406,9 @@ fn stalled_target_fails_within_rpmem_timeout_ms_and_close_returns() {
     let mut w = Writer::spawn(&env, "stall.set", SIZE, 4096);
     w.wait_acks(1, HANG);
     let daemon = t.served("stall.set");
-    let FaultOutcome {
-        took,
-        close_took,
-        msg,
-    } = w.through_fault(HANG, || signal(daemon.pid, "STOP"));
-    eprintln!(
-        "stalled target (SIGSTOP): persist failed after {took:?} (RPMEM_TIMEOUT_MS=1500): {msg}; \
-         close took {close_took:?}"
-    );
-    assert_timed_out(took, close_took, &msg);
+    let f = w.through_fault(HANG, || signal(daemon.pid, "STOP"));
+    eprintln!("stalled target (SIGSTOP), RPMEM_TIMEOUT_MS=1500: {f:?}");
+    assert_timed_out(&f);
     w.drain_acks();
     // The target resumes, finds its initiator gone, and releases the pool.
     signal(daemon.pid, "CONT");
@@ -440,16 +431,9 @@ fn link_down_mid_stream_fails_within_rpmem_timeout_ms() {
     w.wait_acks(1, HANG);
     let daemon = t.served("net.set");
     assert!(daemon.addr.starts_with("10.213."), "{daemon:?}");
-    let FaultOutcome {
-        took,
-        close_took,
-        msg,
-    } = w.through_fault(HANG, || ns.set_link(false));
-    eprintln!(
-        "link down: persist failed after {took:?} (RPMEM_TIMEOUT_MS=2000): {msg}; \
-         close took {close_took:?}"
-    );
-    assert!(took < Duration::from_millis(2000) + Duration::from_secs(10));
+    let f = w.through_fault(HANG, || ns.set_link(false));
+    eprintln!("link down, RPMEM_TIMEOUT_MS=2000: {f:?}");
+    assert_bounded(&f, Duration::from_millis(2000));
     // The control channel does not cross the link: the daemon closes cleanly.
     assert_closed_keeping_acked_blocks(&mut w, &t, &daemon, &part, 64 * 1024);
 }
@@ -531,16 +515,9 @@ fn stalled_stream_fails_within_rpmem_timeout_ms_and_close_returns() {
     let Some((_ns, proxy, t, part, daemon, mut w)) = proxied_writer("pstall") else {
         return;
     };
-    let FaultOutcome {
-        took,
-        close_took,
-        msg,
-    } = w.through_fault(HANG, || proxy.set(Fault::Stall));
-    eprintln!(
-        "stalled stream (proxy): persist failed after {took:?} (RPMEM_TIMEOUT_MS=1500): {msg}; \
-         close took {close_took:?}"
-    );
-    assert_timed_out(took, close_took, &msg);
+    let f = w.through_fault(HANG, || proxy.set(Fault::Stall));
+    eprintln!("stalled stream (proxy), RPMEM_TIMEOUT_MS=1500: {f:?}");
+    assert_timed_out(&f);
     // The control channel does not cross the proxy: the daemon closes.
     assert_closed_keeping_acked_blocks(&mut w, &t, &daemon, &part, 4096);
 }
@@ -550,21 +527,11 @@ fn cut_stream_fails_at_once_and_close_returns() {
     let Some((_ns, proxy, t, part, daemon, mut w)) = proxied_writer("cut") else {
         return;
     };
-    let FaultOutcome {
-        took,
-        close_took,
-        msg,
-    } = w.through_fault(HANG, || proxy.set(Fault::Cut));
-    eprintln!(
-        "cut stream (proxy): persist failed after {took:?}: {msg}; close took {close_took:?}"
-    );
+    let f = w.through_fault(HANG, || proxy.set(Fault::Cut));
+    eprintln!("cut stream (proxy): {f:?}");
     // Noticed from the end of the stream, not from the timer.
-    assert!(!msg.contains("did not answer in time"), "{msg}");
-    assert!(took < Duration::from_millis(1500) + Duration::from_secs(10));
-    assert!(
-        close_took < Duration::from_secs(10),
-        "close took {close_took:?}"
-    );
+    assert!(!f.msg.contains("did not answer in time"), "{f:?}");
+    assert_bounded(&f, Duration::from_millis(1500));
     assert_closed_keeping_acked_blocks(&mut w, &t, &daemon, &part, 4096);
 }
 
@@ -644,9 +611,8 @@ fn rpmemd_cmd(t: &LocalTarget) -> Command {
 #[test]
 fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
     let t = LocalTarget::new();
-    let part = t.write_nohdrs_set("g", "2M");
     let cfg = t.config();
-    let mut p = Pool::create(&cfg, "localhost", "g.set", 2 * MIB, 1, None).unwrap();
+    let (part, mut p) = t.create_nohdrs("g", 2 * MIB, 1);
     p.region_mut()[4096..4100].copy_from_slice(b"kept");
     p.persist(4096, 4, 0, PersistFlags::empty()).unwrap();
     p.close().unwrap();
@@ -758,11 +724,8 @@ fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
 fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing() {
     const LANES: u32 = 16;
     let t = LocalTarget::new();
-    let part = t.write_nohdrs_set("d", "2M");
-    Pool::create(&t.config(), "localhost", "d.set", 2 * MIB, 1, None)
-        .unwrap()
-        .close()
-        .unwrap();
+    let (part, pool) = t.create_nohdrs("d", 2 * MIB, 1);
+    pool.close().unwrap();
     let before = read_file(&part);
     let mut child = rpmemd_cmd(&t)
         .stdin(Stdio::piped())

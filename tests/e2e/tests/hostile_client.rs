@@ -279,8 +279,7 @@ fn library_log_lines_cannot_be_forged() {
 #[test]
 fn a_forked_child_cannot_use_or_end_its_parents_pool() {
     let t = LocalTarget::new();
-    let part = t.write_nohdrs_set("fork", "4M");
-    let pool = Pool::create(&t.config(), "localhost", "fork.set", 4 * MIB, 1, None).unwrap();
+    let (part, pool) = t.create_nohdrs("fork", 4 * MIB, 1);
     pool.close().unwrap();
     let exe = compile_c(&workspace_root().join("tests/c/fork.c"));
     let out = run_with_timeout(

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use e2e::{prefix, run_with_timeout, workspace_root, LocalTarget, Sshd};
+use e2e::{
+    expect_success, prefix, run_checked, run_with_timeout, workspace_root, LocalTarget, Sshd,
+};
 
 const MIB: usize = 1024 * 1024;
 const POOL: usize = 64 * MIB;
@@ -52,19 +54,12 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn cc(args: &[&str], out: &Path) {
-    let res = Command::new("cc")
-        .args(["-Wall", "-Werror", "-O1"])
-        .args(args)
-        .arg("-o")
-        .arg(out)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cc");
-    assert!(
-        res.status.success(),
-        "cc {args:?} failed:\n{}{}",
-        text(&res.stdout),
-        text(&res.stderr)
+    run_checked(
+        Command::new("cc")
+            .args(["-Wall", "-Werror", "-O1"])
+            .args(args)
+            .arg("-o")
+            .arg(out),
     );
 }
 
@@ -171,16 +166,8 @@ impl Replicated {
     /// Runs `prog args`; it must succeed. Returns its stdout.
     fn ok(&self, prog: &Path, args: &[&str]) -> String {
         let out = self.run(prog, args);
-        assert!(
-            out.status.success(),
-            "{} {args:?} failed ({}):\n--- stdout:\n{}--- stderr:\n{}--- rpmemd log:\n{}",
-            prog.display(),
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr),
-            self.target.log()
-        );
-        text(&out.stdout)
+        let what = format!("{} {args:?}", prog.display());
+        expect_success(&out, &what, &self.target.log())
     }
 
     fn pmempool(&self, args: &[&str]) -> String {
