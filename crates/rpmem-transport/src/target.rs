@@ -6,11 +6,14 @@
 //! into pool memory (a TCP lane receives it; with RMA it is already there)
 //! and carries the answers and read data back.
 
+use std::fmt;
 use std::io;
+use std::net::IpAddr;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+pub use ipnet::IpNet;
 use rpmem_proto::control::SECRET_LEN;
 use rpmem_proto::data::{Hello, RequestHeader};
 use rpmem_proto::{Status, PROTO_VERSION};
@@ -94,12 +97,86 @@ pub trait TargetLane: Send {
 /// Runs one admitted lane to its end; called on the lane's own thread.
 pub type LaneHandler = Arc<dyn Fn(&mut dyn TargetLane) + Send + Sync>;
 
+/// The addresses a session's lanes may come from: the initiator's own (for
+/// rpmemd, the client address of the ssh session) and the networks the
+/// target's administrator added. A connection from anywhere else is closed
+/// before anything is read from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPeers {
+    nets: Vec<IpNet>,
+}
+
+impl AllowedPeers {
+    /// Only `peer`.
+    pub fn only(peer: IpAddr) -> AllowedPeers {
+        AllowedPeers {
+            nets: vec![IpNet::from(peer.to_canonical())],
+        }
+    }
+
+    /// Every address (for tests and tools that have no session peer).
+    pub fn any() -> AllowedPeers {
+        AllowedPeers {
+            nets: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
+        }
+    }
+
+    /// These peers and `nets` too.
+    pub fn and(mut self, nets: &[IpNet]) -> AllowedPeers {
+        self.nets
+            .extend(nets.iter().map(|n| match n.addr().to_canonical() {
+                IpAddr::V4(a) if n.addr().is_ipv6() => {
+                    // ::ffff:a.b.c.d/n names IPv4 addresses a.b.c.d/(n - 96).
+                    IpNet::new(IpAddr::V4(a), n.prefix_len().saturating_sub(96)).unwrap_or(*n)
+                }
+                _ => *n,
+            }));
+        self
+    }
+
+    /// Parses one entry of an allow list: an address (`10.0.0.5`, `fd00::1`)
+    /// or a network in CIDR notation (`10.0.0.0/8`, `fd00::/16`).
+    pub fn parse_entry(s: &str) -> Result<IpNet, String> {
+        let s = s.trim();
+        if let Ok(a) = s.parse::<IpAddr>() {
+            return Ok(IpNet::from(a));
+        }
+        s.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+            format!("'{s}' is neither an IP address nor a network (ADDRESS/PREFIX-LENGTH)")
+        })
+    }
+
+    /// Whether a connection from `peer` may become a lane. IPv4 peers seen
+    /// on an IPv6 socket (`::ffff:a.b.c.d`) count as IPv4.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.nets.iter().any(|n| n.contains(&peer))
+    }
+}
+
+impl fmt::Display for AllowedPeers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.nets.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            if n.prefix_len() == n.max_prefix_len() {
+                write!(f, "{}", n.addr())?;
+            } else {
+                write!(f, "{n}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Who may open the lanes of a session: the holders of its secret, each
-/// lane number once at a time.
+/// lane number once at a time, connecting from an allowed address.
 #[derive(Debug)]
 pub struct LaneAdmission {
     secret: [u8; SECRET_LEN],
     connected: Vec<AtomicBool>,
+    peers: AllowedPeers,
 }
 
 /// A lane number taken by one connection; freed on drop.
@@ -128,12 +205,20 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl LaneAdmission {
-    /// Admission for a session of `nlanes` lanes authenticated by `secret`.
-    pub fn new(secret: [u8; SECRET_LEN], nlanes: u32) -> Arc<LaneAdmission> {
+    /// Admission for a session of `nlanes` lanes authenticated by `secret`,
+    /// connecting from `peers`.
+    pub fn new(secret: [u8; SECRET_LEN], nlanes: u32, peers: AllowedPeers) -> Arc<LaneAdmission> {
         Arc::new(LaneAdmission {
             secret,
             connected: (0..nlanes).map(|_| AtomicBool::new(false)).collect(),
+            peers,
         })
+    }
+
+    /// The addresses lanes may connect from. A transport checks a
+    /// connection against them before it reads anything from it.
+    pub fn peers(&self) -> &AllowedPeers {
+        &self.peers
     }
 
     /// Lanes in the session.
@@ -211,7 +296,7 @@ mod tests {
 
     #[test]
     fn admits_each_lane_once_with_the_secret() {
-        let a = LaneAdmission::new([7; SECRET_LEN], 2);
+        let a = LaneAdmission::new([7; SECRET_LEN], 2, AllowedPeers::any());
         let l0 = a.admit(&hello(0, 7)).unwrap();
         assert_eq!(l0.index(), 0);
         assert_eq!(a.admit(&hello(0, 7)).unwrap_err().0, Status::BadNlanes);
@@ -225,5 +310,53 @@ mod tests {
         assert_eq!(a.admit(&old).unwrap_err().0, Status::BadProtocol);
         drop(l0);
         assert!(a.admit(&hello(0, 7)).is_ok());
+    }
+
+    #[test]
+    fn allowed_peers_match_addresses_and_networks() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let only = AllowedPeers::only(ip("127.0.0.1"));
+        assert!(only.allows(ip("127.0.0.1")));
+        assert!(only.allows(ip("::ffff:127.0.0.1")));
+        assert!(!only.allows(ip("127.0.0.2")));
+        assert!(!only.allows(ip("::1")));
+        let nets: Vec<IpNet> = [
+            "10.1.0.0/16",
+            "fd00::7",
+            "::ffff:192.168.0.0/112",
+            "10.9.9.9/24",
+        ]
+        .iter()
+        .map(|s| AllowedPeers::parse_entry(s).unwrap())
+        .collect();
+        let wide = only.and(&nets);
+        for yes in [
+            "127.0.0.1",
+            "10.1.200.3",
+            "fd00::7",
+            "192.168.44.1",
+            "10.9.9.200",
+        ] {
+            assert!(wide.allows(ip(yes)), "{yes}");
+        }
+        for no in ["10.2.0.1", "fd00::8", "192.169.0.1", "11.0.0.1"] {
+            assert!(!wide.allows(ip(no)), "{no}");
+        }
+        assert_eq!(
+            wide.to_string(),
+            "127.0.0.1, 10.1.0.0/16, fd00::7, 192.168.0.0/16, 10.9.9.0/24"
+        );
+        for bad in [
+            "",
+            "host",
+            "10.0.0.0/33",
+            "10.0.0.1/x",
+            "1.2.3",
+            "fd00::/129",
+        ] {
+            assert!(AllowedPeers::parse_entry(bad).is_err(), "{bad}");
+        }
+        let any = AllowedPeers::any();
+        assert!(any.allows(ip("8.8.8.8")) && any.allows(ip("2001:db8::1")));
     }
 }

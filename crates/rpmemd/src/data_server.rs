@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rpmem_proto::control::SECRET_LEN;
 use rpmem_storage::Pool;
-use rpmem_transport::target::{LaneAdmission, RunningListener, TargetListener};
+use rpmem_transport::target::{AllowedPeers, LaneAdmission, RunningListener, TargetListener};
 
 use crate::lane_session::LaneSession;
 
@@ -18,17 +18,18 @@ pub struct DataServer {
 
 impl DataServer {
     /// Starts admitting the `nlanes` lanes of the session authenticated by
-    /// `secret` through `listener`.
+    /// `secret`, connecting from `peers`, through `listener`.
     pub fn start(
         listener: Box<dyn TargetListener>,
         pool: Pool,
         secret: [u8; SECRET_LEN],
         nlanes: u32,
+        peers: AllowedPeers,
     ) -> io::Result<DataServer> {
         let pool = Arc::new(pool);
         let p2 = Arc::clone(&pool);
         let running = listener.start(
-            LaneAdmission::new(secret, nlanes),
+            LaneAdmission::new(secret, nlanes, peers),
             Arc::new(move |lane| LaneSession::new(&p2).serve(lane)),
         )?;
         Ok(DataServer { pool, running })

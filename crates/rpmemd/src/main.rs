@@ -52,16 +52,18 @@ fn run() -> Result<()> {
         rpmem_storage::remove(&path, cli.force, cli.pool_set)?;
         return Ok(());
     }
-    let addr = server::ssh_address(std::env::var("SSH_CONNECTION").ok().as_deref())?;
+    let ssh = server::ssh_connection(std::env::var("SSH_CONNECTION").ok().as_deref())?;
+    let addr = ssh.server;
     logger::init(&settings)?;
     if cli.bench_echo {
         return bench_echo::serve(addr);
     }
     info!(
-        "rpmemd {} serving on {addr}; poolset dir {:?}, max lanes {}",
+        "rpmemd {} serving on {addr}; poolset dir {:?}, max lanes {}, lanes from {}",
         env!("CARGO_PKG_VERSION"),
         settings.poolset_dir,
-        settings.max_lanes
+        settings.max_lanes,
+        settings.allowed_peers(ssh.client)
     );
     if force_pmem() {
         rpmem_storage::set_force_pmem(true);
@@ -76,7 +78,7 @@ fn run() -> Result<()> {
     if !settings.persist_general {
         info!("persist-general = no: rpmemd still makes every persisted range durable before acknowledging it");
     }
-    server::serve(&settings, addr)
+    server::serve(&settings, &ssh)
 }
 
 fn main() {

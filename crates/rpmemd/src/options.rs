@@ -3,9 +3,11 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
+use rpmem_transport::target::{AllowedPeers, IpNet};
 
 use crate::error::{DaemonError, Result};
 
@@ -38,7 +40,7 @@ impl LogLevel {
     about = "rpmem target daemon: serves remote pools to librpmem over the ssh session and TCP lanes",
     after_help = "Configuration files: /etc/rpmemd/rpmemd.conf, then $HOME/.rpmemd.conf (or only --config FILE); \
 later files override earlier ones and the command line wins. Lines are 'key = value' with the long option names \
-as keys (poolset-dir, log-file, log-level, nthreads, max-lanes; persist-apm, persist-general, use-syslog take \
+as keys (poolset-dir, log-file, log-level, nthreads, max-lanes, allow-from; persist-apm, persist-general, use-syslog take \
 yes/no); '#' starts a comment; $HOME is expanded. A bad line is an error naming file and line (exit 22).
 
 Persistency methods: rpmemd makes every persisted range durable itself before acknowledging it: msync of the \
@@ -46,6 +48,10 @@ covering pages, or on persistent memory (MAP_SYNC or device DAX) a CPU cache flu
 clflush) and fence. That is the general method (persist-general, always in effect). The appliance method \
 (persist-apm) is RDMA's read-after-write without the target CPU; over our TCP transport every byte passes \
 through rpmemd, so it is accepted, logged, and changes nothing.
+
+Data connections: rpmemd listens on the server address of SSH_CONNECTION and accepts lanes only from its \
+client address (127.0.0.1 under rpmem-ssh-local), plus what --allow-from adds; any other connection is closed \
+unread and logged. Each must present the session's secret within 5 s in all.
 
 Environment: RPMEMD_FORCE_PMEM=1 uses the persistent-memory path even on ordinary files (for testing)."
 )]
@@ -95,6 +101,11 @@ pub struct Cli {
     /// Most lanes granted to one session.
     #[arg(long = "max-lanes", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_lanes: Option<u32>,
+    /// Also accept data connections from these addresses or networks
+    /// (comma-separated, e.g. 10.0.0.0/8,fd00::5; repeatable); by default
+    /// only the ssh session's client address may connect lanes.
+    #[arg(long = "allow-from", value_name = "LIST", action = ArgAction::Append, value_parser = parse_allow_list)]
+    pub allow_from: Vec<Vec<IpNet>>,
     /// Serve the raw TCP baseline of `rpmem bench` instead of a pool.
     #[arg(long, hide = true)]
     pub bench_echo: bool,
@@ -121,6 +132,20 @@ impl Cli {
     }
 }
 
+/// Parses an allow list: addresses and networks separated by commas (and
+/// blanks).
+fn parse_allow_list(v: &str) -> std::result::Result<Vec<IpNet>, String> {
+    let nets = v
+        .split([',', ' ', '\t'])
+        .filter(|e| !e.is_empty())
+        .map(AllowedPeers::parse_entry)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        return Err("an empty list".into());
+    }
+    Ok(nets)
+}
+
 /// The settings in effect after defaults, files and the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -140,6 +165,9 @@ pub struct Settings {
     pub nthreads: u32,
     /// Lane cap per session.
     pub max_lanes: u32,
+    /// Addresses and networks allowed to connect lanes besides the ssh
+    /// session's client.
+    pub allow_from: Vec<IpNet>,
 }
 
 /// Default lane cap.
@@ -180,6 +208,7 @@ impl Settings {
             use_syslog: true,
             nthreads: 1,
             max_lanes: DEFAULT_MAX_LANES,
+            allow_from: Vec::new(),
         }
     }
 
@@ -243,6 +272,7 @@ impl Settings {
                 "use-syslog" => self.use_syslog = switch()?,
                 "nthreads" => self.nthreads = number()?,
                 "max-lanes" => self.max_lanes = number()?,
+                "allow-from" => self.allow_from = parse_allow_list(value).map_err(err)?,
                 other => return Err(err(format!("unknown option '{other}'"))),
             }
         }
@@ -303,7 +333,15 @@ impl Settings {
         if let Some(n) = cli.max_lanes {
             s.max_lanes = n;
         }
+        if !cli.allow_from.is_empty() {
+            s.allow_from = cli.allow_from.concat();
+        }
         Ok(s)
+    }
+
+    /// Who may connect the lanes of a session whose ssh client is `client`.
+    pub fn allowed_peers(&self, client: IpAddr) -> AllowedPeers {
+        AllowedPeers::only(client).and(&self.allow_from)
     }
 
     /// The pool set directory, or a clear error when there is none.
@@ -354,6 +392,47 @@ mod tests {
             );
             assert_eq!(e.exit_code(), libc::EINVAL);
         }
+    }
+
+    #[test]
+    fn allow_from_in_files_and_on_the_command_line() {
+        let net = |s: &str| AllowedPeers::parse_entry(s).unwrap();
+        let mut s = Settings::default();
+        s.apply_config(
+            Path::new("/x.conf"),
+            "allow-from = 10.0.0.0/8, fd00::1 192.168.1.7\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.allow_from,
+            vec![net("10.0.0.0/8"), net("fd00::1"), net("192.168.1.7")]
+        );
+        let peers = s.allowed_peers("127.0.0.1".parse().unwrap());
+        assert!(peers.allows("10.3.4.5".parse().unwrap()));
+        assert!(peers.allows("127.0.0.1".parse().unwrap()));
+        assert!(!peers.allows("127.0.0.2".parse().unwrap()));
+        for bad in [
+            "allow-from = host\n",
+            "allow-from = 10.0.0.0/40\n",
+            "allow-from = ,\n",
+        ] {
+            let e = Settings::default()
+                .apply_config(Path::new("/x.conf"), bad)
+                .unwrap_err();
+            assert!(e.to_string().starts_with("/x.conf:1: "), "{bad:?}: {e}");
+        }
+        let cli = parse(&["--allow-from", "10.1.0.0/16,10.2.0.1", "--allow-from=::1"]);
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("c.conf");
+        fs::write(&conf, "allow-from = 192.168.0.0/16\n").unwrap();
+        let s = Settings::load_from(&cli, &conf, None).unwrap();
+        assert_eq!(
+            s.allow_from,
+            vec![net("10.1.0.0/16"), net("10.2.0.1"), net("::1")],
+            "the command line replaces the file's list"
+        );
+        assert!(Cli::try_parse_from(["rpmemd", "--allow-from", "nowhere"]).is_err());
+        assert!(Cli::try_parse_from(["rpmemd", "--allow-from", ""]).is_err());
     }
 
     #[test]

@@ -15,22 +15,39 @@ use crate::error::{DaemonError, Result};
 use crate::options::Settings;
 use rpmemd::data_server::DataServer;
 
-/// The address to listen on: the third field of `SSH_CONNECTION`.
-pub fn ssh_address(var: Option<&str>) -> Result<IpAddr> {
+/// The two ends of the ssh session, from `SSH_CONNECTION` (`CLIENT-IP
+/// CLIENT-PORT SERVER-IP SERVER-PORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SshConnection {
+    /// Where the session came from: the initiator, the one address lanes
+    /// are accepted from by default.
+    pub client: IpAddr,
+    /// Where it arrived: the address rpmemd listens on for lanes.
+    pub server: IpAddr,
+}
+
+/// Parses `SSH_CONNECTION`; rpmemd needs it (there is no other way to know
+/// the initiator and the address it reached us at).
+pub fn ssh_connection(var: Option<&str>) -> Result<SshConnection> {
     let v = var.ok_or_else(|| {
         DaemonError::Usage(
             "SSH_CONNECTION is not set: rpmemd must be started by sshd (it listens for data connections on the address the session arrived at)".into(),
         )
     })?;
-    let field = v.split_whitespace().nth(2).ok_or_else(|| {
-        DaemonError::Usage(format!(
-            "SSH_CONNECTION '{v}' has no third field (the server address)"
-        ))
-    })?;
-    field.parse().map_err(|_| {
-        DaemonError::Usage(format!(
-            "SSH_CONNECTION '{v}': '{field}' is not an IP address"
-        ))
+    let fields: Vec<&str> = v.split_whitespace().collect();
+    let ip = |i: usize, what: &str| -> Result<IpAddr> {
+        let field = fields.get(i).ok_or_else(|| {
+            DaemonError::Usage(format!("SSH_CONNECTION '{v}' has no {what} address"))
+        })?;
+        field.parse().map_err(|_| {
+            DaemonError::Usage(format!(
+                "SSH_CONNECTION '{v}': '{field}' is not an IP address"
+            ))
+        })
+    };
+    Ok(SshConnection {
+        server: ip(2, "server")?,
+        client: ip(0, "client")?,
     })
 }
 
@@ -131,7 +148,8 @@ struct OpenReq<'a> {
 
 /// Serves one session: the first request must create or open a pool.
 /// Returns the exit status.
-pub fn serve(settings: &Settings, addr: IpAddr) -> Result<()> {
+pub fn serve(settings: &Settings, ssh: &SshConnection) -> Result<()> {
+    let addr = ssh.server;
     let stdin = io::stdin();
     let stdout = io::stdout();
     let mut input = stdin.lock();
@@ -191,7 +209,7 @@ pub fn serve(settings: &Settings, addr: IpAddr) -> Result<()> {
             return fail(&mut out, r);
         }
     };
-    let (server, session) = match open_pool(settings, addr, &req) {
+    let (server, session) = match open_pool(settings, ssh, &req) {
         Ok(x) => x,
         Err(r) => return fail(&mut out, r),
     };
@@ -270,9 +288,10 @@ pub(crate) fn open_storage(
 
 fn open_pool(
     settings: &Settings,
-    addr: IpAddr,
+    ssh: &SshConnection,
     req: &OpenReq<'_>,
 ) -> std::result::Result<(DataServer, Session), Refusal> {
+    let addr = ssh.server;
     if req.version != PROTO_VERSION {
         return Err(refusal(
             Status::BadProtocol,
@@ -305,7 +324,9 @@ fn open_pool(
     let has_header = pool.has_header();
     let attr = pool.attr().unwrap_or_default();
     let size = pool.size();
-    let server = DataServer::start(Box::new(listener), pool, secret, nlanes)
+    let peers = settings.allowed_peers(ssh.client);
+    debug!("pool set '{set_name}': lanes accepted from {peers}");
+    let server = DataServer::start(Box::new(listener), pool, secret, nlanes, peers)
         .map_err(|e| refusal(Status::Fatal, format!("cannot start the data server: {e}")))?;
     Ok((
         server,
@@ -410,17 +431,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ssh_connection_third_field() {
+    fn ssh_connection_fields() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            ssh_address(Some("10.0.0.1 5555 10.0.0.2 22")).unwrap(),
-            "10.0.0.2".parse::<IpAddr>().unwrap()
+            ssh_connection(Some("10.0.0.1 5555 10.0.0.2 22")).unwrap(),
+            SshConnection {
+                client: ip("10.0.0.1"),
+                server: ip("10.0.0.2")
+            }
         );
         assert_eq!(
-            ssh_address(Some("::1 5555 ::1 22")).unwrap(),
-            "::1".parse::<IpAddr>().unwrap()
+            ssh_connection(Some("fd00::9 5555 ::1 22")).unwrap(),
+            SshConnection {
+                client: ip("fd00::9"),
+                server: ip("::1")
+            }
         );
-        for bad in [None, Some(""), Some("1.2.3.4 5"), Some("a b host 22")] {
-            let e = ssh_address(bad).unwrap_err();
+        for bad in [
+            None,
+            Some(""),
+            Some("1.2.3.4 5"),
+            Some("a b host 22"),
+            Some("host 5 1.2.3.4 22"),
+        ] {
+            let e = ssh_connection(bad).unwrap_err();
             assert_eq!(e.exit_code(), libc::EINVAL);
         }
     }

@@ -21,6 +21,7 @@ fn version_and_help() {
         "--poolset-dir",
         "--remove",
         "--max-lanes",
+        "--allow-from",
         "--persist-apm",
         "--log-level",
     ] {

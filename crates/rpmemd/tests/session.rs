@@ -427,3 +427,102 @@ fn cut_payload_lands_only_in_whole_pieces_and_is_not_acknowledged() {
         "the incomplete piece and what never came are not written"
     );
 }
+
+/// Lanes come only from the ssh session's client address (127.0.0.1 here):
+/// a connection from 127.0.0.2 holding the right secret is closed unread and
+/// logged; `--allow-from` widens the rule.
+#[test]
+fn lanes_only_from_the_ssh_client_or_allowed_networks() {
+    let env = Env::new();
+    let parts = env.set("p.set", "NOHDRS", &[2 * M]);
+    let log = env.home().join("p.log");
+    let log_arg = format!("--log-file={}", log.display());
+    let mut d = env.spawn(&["--log-level=warn", &log_arg]);
+    let s = opened(d.create("p.set", 2 * M, 2, None));
+    let other = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut stranger = connect_from(&s, other);
+    assert_eq!(hello_on(&mut stranger, &s, 0), None);
+    let mut b = [0u8; 1];
+    assert!(matches!(stranger.read(&mut b), Ok(0) | Err(_)));
+    // The session's own address still connects both lanes.
+    let mut l0 = connect_from(&s, std::net::Ipv4Addr::LOCALHOST);
+    assert_eq!(hello_on(&mut l0, &s, 0).map(|a| a.status), Some(Status::Ok));
+    assert_eq!(
+        persist(&mut l0, Op::Persist, 0, 64, b"mine"),
+        Some(Status::Ok)
+    );
+    assert!(d.close().0.success());
+    assert_eq!(file_bytes(&parts[0], 64, 4), b"mine");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("from 127.0.0.2:")
+            && text.contains("not from an allowed address (127.0.0.1)"),
+        "{text}"
+    );
+    // Widened on the command line, and in a configuration file.
+    let conf = env.home().join("allow.conf");
+    fs::write(&conf, "allow-from = 10.0.0.0/8, 127.0.0.2\n").unwrap();
+    let conf_arg = format!("--config={}", conf.display());
+    for extra in [
+        &["--allow-from", "192.168.0.0/16,127.0.0.0/8"][..],
+        &[&conf_arg],
+    ] {
+        let mut d = env.spawn(extra);
+        let s = opened(d.open("p.set", 2 * M, 1));
+        let mut l = connect_from(&s, other);
+        assert_eq!(
+            hello_on(&mut l, &s, 0).map(|a| a.status),
+            Some(Status::Ok),
+            "{extra:?}"
+        );
+        assert_eq!(read_remote(&mut l, 64, 4).unwrap(), b"mine");
+        assert!(d.close().0.success());
+    }
+}
+
+/// The whole hello must arrive within the hello timeout (5 s): a client
+/// sending one byte every 4 s is dropped at that deadline, not after 48
+/// reads of up to 5 s each, and the session's lanes work meanwhile.
+#[test]
+fn a_slow_hello_is_dropped_at_the_deadline() {
+    let env = Env::new();
+    env.set("h.set", "NOHDRS", &[2 * M]);
+    let mut d = env.spawn(&[]);
+    let s = opened(d.create("h.set", 2 * M, 1, None));
+    let mut slow = std::net::TcpStream::connect((s.addr.as_str(), s.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut w = slow.try_clone().unwrap();
+    let hello = rpmem_proto::data::Hello {
+        version: rpmem_proto::PROTO_VERSION,
+        lane: 0,
+        secret: s.secret,
+    }
+    .encode();
+    let t0 = std::time::Instant::now();
+    let dribble = std::thread::spawn(move || {
+        for byte in hello {
+            if w.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(4));
+        }
+    });
+    // Meanwhile the real lane connects and works.
+    let mut lane = connect(&s, 0);
+    assert_eq!(
+        persist(&mut lane, Op::Persist, 0, 8, b"real"),
+        Some(Status::Ok)
+    );
+    let mut b = [0u8; 1];
+    assert!(matches!(slow.read(&mut b), Ok(0) | Err(_)));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(12),
+        "dropped after {took:?}"
+    );
+    assert_eq!(read_remote(&mut lane, 8, 4).unwrap(), b"real");
+    drop(slow);
+    assert!(d.close().0.success());
+    drop(dribble);
+}

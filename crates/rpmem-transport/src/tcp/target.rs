@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, warn};
 use rpmem_proto::data::{Ack, Hello, RequestHeader, HEADER_LEN, HELLO_LEN, HELLO_TAG};
@@ -135,10 +135,24 @@ fn accept_loop(listener: std::net::TcpListener, shared: Arc<Accepting>) {
                 continue;
             }
         };
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
+        let peer = match stream.peer_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("data connection dropped: no peer address: {e}");
+                continue;
+            }
+        };
+        if !shared.admission.peers().allows(peer.ip()) {
+            // Closed unread: only the session's initiator (and the networks
+            // the administrator allowed) may even try a secret.
+            warn!(
+                "data connection from {peer} refused: not from an allowed address ({})",
+                shared.admission.peers()
+            );
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        }
+        let peer = peer.to_string();
         let limit = (shared.admission.nlanes() + SPARE_UNAUTHENTICATED) as usize;
         if shared.unauthenticated.load(Ordering::SeqCst) >= limit {
             warn!(
@@ -199,20 +213,51 @@ fn refuse(mut stream: TcpStream, peer: &str, status: Status, why: &str) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
+/// Reads the Hello, all of it within [`HELLO_TIMEOUT`] of the start: a
+/// peer dribbling a byte at a time cannot hold its slot for longer.
+fn read_hello(stream: &mut TcpStream) -> io::Result<[u8; HELLO_LEN]> {
+    let deadline = Instant::now() + HELLO_TIMEOUT;
+    let mut raw = [0u8; HELLO_LEN];
+    let mut got = 0;
+    while got < HELLO_LEN {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{got} of {HELLO_LEN} bytes in {HELLO_TIMEOUT:?}"),
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut raw[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            // A timeout (or a signal) comes back round to the deadline.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(raw)
+}
+
 fn connection(mut stream: TcpStream, peer: &str, shared: &Accepting) {
     let waiting = Unauthenticated(&shared.unauthenticated);
     let _ = stream.set_nodelay(true);
-    if let Err(e) = stream.set_read_timeout(Some(HELLO_TIMEOUT)) {
-        return refuse(stream, peer, Status::Fatal, &e.to_string());
-    }
-    let mut raw = [0u8; HELLO_LEN];
-    if let Err(e) = stream.read_exact(&mut raw) {
-        warn!("data connection from {peer} dropped: no hello ({e})");
-        // The accept thread keeps a clone of the stream until it next
-        // accepts; shut the connection now so the peer sees it end.
-        let _ = stream.shutdown(Shutdown::Both);
-        return;
-    }
+    let raw = match read_hello(&mut stream) {
+        Ok(raw) => raw,
+        Err(e) => {
+            warn!("data connection from {peer} dropped: no hello ({e})");
+            // The accept thread keeps a clone of the stream until it next
+            // accepts; shut the connection now so the peer sees it end.
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
     drop(waiting);
     let hello = match Hello::decode(&raw) {
         Ok(h) => h,

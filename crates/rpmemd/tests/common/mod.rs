@@ -186,6 +186,42 @@ pub fn connect_raw(s: &Session, lane: u32, secret: [u8; 32]) -> (TcpStream, Opti
     (t, ack)
 }
 
+/// A TCP connection to the session's data port from the local address
+/// `from` (loopback answers for all of 127/8, so a second "host" is
+/// 127.0.0.2).
+pub fn connect_from(s: &Session, from: std::net::Ipv4Addr) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let [a, b, c, d] = from.octets();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, 0)).unwrap();
+    let to: std::net::SocketAddrV4 = format!("{}:{}", s.addr, s.port).parse().unwrap();
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+    let t = TcpStream::from(fd);
+    t.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    t
+}
+
+/// Sends lane `lane`'s hello with the session's secret on `t` and returns
+/// the answer (None when the daemon closed the connection instead).
+pub fn hello_on(t: &mut TcpStream, s: &Session, lane: u32) -> Option<Ack> {
+    let hello = Hello {
+        version: PROTO_VERSION,
+        lane,
+        secret: s.secret,
+    };
+    // The daemon may have closed the connection already: a failed write is
+    // an answer too.
+    t.write_all(&hello.encode()).ok()?;
+    read_ack(t)
+}
+
 /// Connects lane `lane` and expects it accepted. A lane whose previous
 /// connection the test just dropped may still be tearing down on the daemon
 /// (it is refused as "already connected" until then), so retry briefly.
