@@ -447,6 +447,14 @@ fn proxied_writer(name: &str) -> Option<(Netns, Proxy, LocalTarget, PathBuf, Ser
     let t = LocalTarget::new();
     let part = t.write_nohdrs_set(name, "4M");
     let mut env = ns.env(&t);
+    // The proxy connects on from inside the namespace, so the daemon sees
+    // the lanes come from the namespace's own address, not from the ssh
+    // client's: allow it, as for an initiator behind a jump host.
+    for (k, v) in &mut env {
+        if k == "RPMEM_CMD" {
+            v.push_str(&format!(" --allow-from={}", ns.ns_ip()));
+        }
+    }
     env.push(("RPMEM_TIMEOUT_MS".into(), "1500".into()));
     let set = format!("{name}.set");
     let mut w = Writer::spawn(&env, &set, SIZE, 4096);
