@@ -57,6 +57,15 @@ impl Lane {
     fn status(&self, status: Status, what: &str) -> Result<()> {
         match status {
             Status::Ok => Ok(()),
+            // What the daemon answers when msync/fsync (or the cache flush)
+            // failed: nothing else fails an accepted persist or drain.
+            Status::Fatal if what != "read" => Err(Error::Remote {
+                status: Status::Fatal,
+                message: format!(
+                    "lane {}: the target could not make the data durable ({what} failed there; its log says why)",
+                    self.index
+                ),
+            }),
             s => Err(Error::Remote {
                 status: s,
                 message: format!("lane {}: the target failed the {what} ({s:?})", self.index),

@@ -2,7 +2,7 @@
 //! served by its own [`LaneSession`] on the pool.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rpmem_proto::control::SECRET_LEN;
 use rpmem_storage::Pool;
@@ -14,6 +14,16 @@ use crate::lane_session::LaneSession;
 pub struct DataServer {
     pool: Arc<Pool>,
     running: Box<dyn RunningListener>,
+    unreported: Arc<Mutex<Vec<String>>>,
+}
+
+/// What a stopped data side leaves.
+pub struct Stopped {
+    /// The pool, still locked; None if something still referenced it.
+    pub pool: Option<Pool>,
+    /// Durability failures no drain or persist reported, one per lane that
+    /// ended with one: the close of the pool reports them.
+    pub unreported: Vec<String>,
 }
 
 impl DataServer {
@@ -28,11 +38,21 @@ impl DataServer {
     ) -> io::Result<DataServer> {
         let pool = Arc::new(pool);
         let p2 = Arc::clone(&pool);
+        let unreported = Arc::new(Mutex::new(Vec::new()));
+        let u2 = Arc::clone(&unreported);
         let running = listener.start(
             LaneAdmission::new(secret, nlanes, peers),
-            Arc::new(move |lane| LaneSession::new(&p2).serve(lane)),
+            Arc::new(move |lane| {
+                if let Some(why) = LaneSession::new(&p2).serve(lane) {
+                    u2.lock().unwrap_or_else(|e| e.into_inner()).push(why);
+                }
+            }),
         )?;
-        Ok(DataServer { pool, running })
+        Ok(DataServer {
+            pool,
+            running,
+            unreported,
+        })
     }
 
     /// The open pool (for set_attr).
@@ -42,9 +62,15 @@ impl DataServer {
 
     /// Stops admitting, ends every lane, waits for the lane threads (each
     /// makes its pending ranges durable on the way out) and returns the
-    /// pool, still locked, once nothing else references it.
-    pub fn stop(self) -> Option<Pool> {
+    /// pool, still locked, once nothing else references it, with the
+    /// durability failures no answer reported.
+    pub fn stop(self) -> Stopped {
         self.running.stop();
-        Arc::try_unwrap(self.pool).ok()
+        let unreported =
+            std::mem::take(&mut *self.unreported.lock().unwrap_or_else(|e| e.into_inner()));
+        Stopped {
+            pool: Arc::try_unwrap(self.pool).ok(),
+            unreported,
+        }
     }
 }

@@ -38,8 +38,9 @@ pub struct LaneSession<'a> {
     /// Ranges written and not yet made durable.
     pending: Vec<Range>,
     /// A durability failure no answer has reported yet (one made while
-    /// flushes piled up): the next drain or persist on the lane fails.
-    unreported: bool,
+    /// flushes piled up): the next drain or persist on the lane fails, or
+    /// the close of the pool if none comes.
+    unreported: Option<String>,
 }
 
 impl<'a> LaneSession<'a> {
@@ -48,12 +49,15 @@ impl<'a> LaneSession<'a> {
         LaneSession {
             pool,
             pending: Vec::with_capacity(64),
-            unreported: false,
+            unreported: None,
         }
     }
 
     /// Serves `lane` until it ends, then makes whatever is pending durable.
-    pub fn serve(mut self, lane: &mut dyn TargetLane) {
+    /// Returns a durability failure the initiator has not been told of (of
+    /// that last pass, or of an earlier one no drain or persist followed),
+    /// for the close of the pool to report.
+    pub fn serve(mut self, lane: &mut dyn TargetLane) -> Option<String> {
         loop {
             match self.one(lane) {
                 Ok(()) => {}
@@ -65,13 +69,7 @@ impl<'a> LaneSession<'a> {
                 }
             }
         }
-        if let Err(e) = self.pool.persist(&mut self.pending, false) {
-            error!(
-                "lane {}: making pending data durable failed: {e}",
-                lane.index()
-            );
-        }
-        self.pending.clear();
+        self.make_durable(lane.index(), false).err()
     }
 
     /// Refuses a request that cannot be trusted and ends the lane.
@@ -129,15 +127,15 @@ impl<'a> LaneSession<'a> {
                     // answer, so a failure then waits for the next one.
                     Op::Flush if self.pending.len() < MAX_PENDING => Status::Ok,
                     Op::Flush => {
-                        if self.make_durable(lane.index(), false) != Status::Ok {
-                            self.unreported = true;
+                        if let Err(why) = self.make_durable(lane.index(), false) {
+                            self.unreported = Some(why);
                         }
                         Status::Ok
                     }
-                    op => self.make_durable(lane.index(), op == Op::DeepPersist),
+                    op => Self::status(self.make_durable(lane.index(), op == Op::DeepPersist)),
                 }
             }
-            Op::Drain => self.make_durable(lane.index(), false),
+            Op::Drain => Self::status(self.make_durable(lane.index(), false)),
             Op::Read => Status::Ok,
         };
         if h.op.has_reply() {
@@ -149,22 +147,30 @@ impl<'a> LaneSession<'a> {
         Ok(())
     }
 
-    /// One coalesced durability pass over everything pending. The status is
-    /// what the initiator is told: a failure, also when an earlier pass
-    /// failed unseen.
-    fn make_durable(&mut self, index: u32, deep: bool) -> Status {
+    /// The answer to a request whose durability pass ended `r`.
+    fn status(r: Result<(), String>) -> Status {
+        match r {
+            Ok(()) => Status::Ok,
+            Err(_) => Status::Fatal,
+        }
+    }
+
+    /// One coalesced durability pass over everything pending. Fails (saying
+    /// why) when it failed, and also when an earlier pass failed unseen.
+    fn make_durable(&mut self, index: u32, deep: bool) -> Result<(), String> {
         let r = self.pool.persist(&mut self.pending, deep);
         self.pending.clear();
-        let earlier = std::mem::take(&mut self.unreported);
-        match r {
-            Ok(()) if earlier => {
+        let earlier = self.unreported.take();
+        match (r, earlier) {
+            (Ok(()), None) => Ok(()),
+            (Ok(()), Some(why)) => {
                 error!("lane {index}: reporting an earlier durability failure");
-                Status::Fatal
+                Err(why)
             }
-            Ok(()) => Status::Ok,
-            Err(e) => {
-                error!("lane {index}: durability failed: {e}");
-                Status::Fatal
+            (Err(e), _) => {
+                let why = format!("lane {index}: making data durable failed: {e}");
+                error!("{why}");
+                Err(why)
             }
         }
     }

@@ -343,12 +343,15 @@ fn open_pool(
     ))
 }
 
-/// Stops the data side and releases the pool (locks included).
-fn close(server: DataServer) {
-    match server.stop() {
+/// Stops the data side and releases the pool (locks included). Returns
+/// the durability failures no answer reported, as one message.
+fn close(server: DataServer) -> Option<String> {
+    let stopped = server.stop();
+    match stopped.pool {
         Some(pool) => drop(pool),
         None => warn!("the pool was still referenced at close"),
     }
+    (!stopped.unreported.is_empty()).then(|| stopped.unreported.join("; "))
 }
 
 /// The initiator vanished without a close request: the pool is closed as
@@ -402,11 +405,17 @@ fn control_loop(
                 }
             }
             Request::Close => {
-                close(server);
-                info!("pool set '{set_name}': closed");
                 // The initiator may already be gone; the pool is closed either way.
-                let _ = send(out, &Response::Ok);
-                return Ok(());
+                let Some(lost) = close(server) else {
+                    info!("pool set '{set_name}': closed");
+                    let _ = send(out, &Response::Ok);
+                    return Ok(());
+                };
+                let r = refusal(
+                    Status::Fatal,
+                    format!("pool set '{set_name}': closed, but written data may not be durable: {lost}"),
+                );
+                return fail(out, r);
             }
             req @ (Request::Create { .. } | Request::Open { .. }) => {
                 debug_assert!(req.opens_pool());
