@@ -951,6 +951,11 @@ struct InFlight {
     _mr: Arc<MrH>,
 }
 
+// SAFETY: the scratch pointers are libfabric's, used only by the provider
+// while the operation is in flight; moving the entry between threads (with
+// the endpoint that owns it) does not touch them.
+unsafe impl Send for InFlight {}
+
 /// A connected (or connecting) endpoint with its queues and the operations in
 /// flight on it.
 pub(crate) struct Conn {

@@ -14,6 +14,7 @@
 //! - [`spin`]: the busy-poll policy both sides use (spin slots, poll then
 //!   block), configured from `RPMEM_SPIN_US` / `RPMEMD_SPIN_US`.
 //! - [`tcp`]: the TCP transport, both halves: one connection per lane.
+//! - [`pmdk`]: lanes to PMDK 1.12's rpmemd, in PMDK's protocol over libfabric.
 //!
 //! Protocol rules (message layouts, which request gets an answer) live in
 //! `rpmem-proto`; pool validation, durability and pending ranges live in the
@@ -23,6 +24,7 @@
 
 mod error;
 pub mod initiator;
+pub mod pmdk;
 mod region;
 pub mod spin;
 pub mod target;

@@ -56,6 +56,21 @@ impl Region {
     }
 }
 
+impl Region {
+    /// Copies `out.len()` bytes at `offset` of the region into `out`; false
+    /// (and `out` untouched) if that range is not inside the region.
+    pub fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
+        let Some(src) = self.range(offset, out.len()) else {
+            return false;
+        };
+        // SAFETY: `range` checked that `src..src+out.len()` lies inside the
+        // region, which `new`'s caller promised readable; `out` is a
+        // distinct, writable buffer of that length.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,11 @@ pub enum Error {
     /// The peer sent something the protocol does not allow.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The daemon that answered speaks PMDK's protocol, not ours. Create and
+    /// open then start it again and speak PMDK's; callers see this only
+    /// where that is not possible.
+    #[error("{0}")]
+    ForeignDaemon(String),
     /// A local system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -66,7 +71,7 @@ impl Error {
             Error::ConnectionReset(_) => libc::ECONNRESET,
             Error::ConnectionAborted(_) => libc::ECONNABORTED,
             Error::NoTransport(_) => libc::ENOMEDIUM,
-            Error::Protocol(_) => libc::EPROTO,
+            Error::Protocol(_) | Error::ForeignDaemon(_) => libc::EPROTO,
             Error::ForeignProcess(_) => libc::EPERM,
             Error::TimedOut(_) => libc::ETIMEDOUT,
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),

@@ -205,65 +205,125 @@ impl Control {
     /// Sends a request and waits for its response: for create and open
     /// until `RPMEM_OPEN_TIMEOUT_MS` after the ssh client started, for
     /// requests on an open pool at most `RPMEM_TIMEOUT_MS`.
+    ///
+    /// The first answer also tells whose daemon answers: PMDK's rpmemd reads
+    /// our request's length as a message type it does not know, writes one
+    /// more 4-byte status and exits; that is [`Error::ForeignDaemon`].
     pub(crate) fn call(&mut self, req: &Request) -> Result<Answer> {
-        let frame = req.encode();
+        self.send(&req.encode())?;
+        let opening = matches!(req, Request::Create { .. } | Request::Open { .. });
+        let deadline = self.deadline(opening);
+        let first = self.greet(deadline, opening)?;
+        let mut prefix = [0u8; 4];
+        self.read_by(&mut prefix, deadline, opening, "before answering")?;
+        let len = match control::frame_len(prefix) {
+            Ok(len) => len,
+            Err(e) => {
+                if first && self.read_upto(&mut [0u8; 1], deadline, opening)? == 0 {
+                    return Err(self.foreign(prefix));
+                }
+                return Err(Error::Protocol(e.to_string()));
+            }
+        };
+        let mut body = vec![0u8; len];
+        let got = self.read_upto(&mut body, deadline, opening)?;
+        if got == 0 && first {
+            return Err(self.foreign(prefix));
+        }
+        if got < len {
+            return Err(self.died("in the middle of an answer"));
+        }
+        let resp = Response::decode(&body).map_err(|e| Error::Protocol(e.to_string()))?;
+        req.answer(resp).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// The daemon ended right after a 4-byte status following its startup
+    /// status: PMDK's rpmemd refusing a request it cannot parse.
+    fn foreign(&mut self, status: [u8; 4]) -> Error {
+        let _ = self.finish();
+        Error::ForeignDaemon(format!(
+            "{} is not our rpmemd: it refused our first request and ended with status {} \
+             (as PMDK's rpmemd does)",
+            self.what,
+            obc::decode_startup_status(status)
+        ))
+    }
+
+    /// Writes one whole request.
+    pub(crate) fn send(&mut self, frame: &[u8]) -> Result<()> {
         let sent = match &self.stdin {
-            Some(stdin) => sys::write_pipe(stdin.as_raw_fd(), &frame),
+            Some(stdin) => sys::write_pipe(stdin.as_raw_fd(), frame),
             None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
         };
         if sent.is_err() {
             return Err(self.died("while sending a request"));
         }
-        let opening = matches!(req, Request::Create { .. } | Request::Open { .. });
-        let deadline = if opening {
+        Ok(())
+    }
+
+    /// When the answer to a request must have arrived.
+    pub(crate) fn deadline(&self, opening: bool) -> Option<Instant> {
+        if opening {
             self.open_timeout.map(|t| self.started + t)
         } else {
             Some(Instant::now() + self.timeout)
-        };
-        if !self.greeted {
-            // The daemon writes a 4-byte status when it is ready (as PMDK's
-            // does; see rpmemd's server), before any answer: read after the
-            // first request so it costs no round trip.
-            let mut status = [0u8; obc::STATUS_LEN];
-            self.read_by(&mut status, deadline, opening, "before answering")?;
-            match obc::decode_startup_status(status) {
-                0 => self.greeted = true,
-                // A non-zero status is the errno of a start-up failure.
-                s @ 1..=4095 => {
-                    return Err(Error::RemoteExit {
-                        code: s as i32,
-                        message: format!(
-                            "{} failed to start: {}",
-                            self.what,
-                            std::io::Error::from_raw_os_error(s as i32)
-                        ),
-                    })
-                }
-                s => {
-                    return Err(Error::Protocol(format!(
-                        "{} reported status {s} when it started",
-                        self.what
-                    )))
-                }
-            }
         }
-        let mut prefix = [0u8; 4];
-        self.read_by(&mut prefix, deadline, opening, "before answering")?;
-        let len = control::frame_len(prefix).map_err(|e| Error::Protocol(e.to_string()))?;
-        let mut body = vec![0u8; len];
-        self.read_by(&mut body, deadline, opening, "in the middle of an answer")?;
-        let resp = Response::decode(&body).map_err(|e| Error::Protocol(e.to_string()))?;
-        req.answer(resp).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// Reads the daemon's startup status unless read already; true when it
+    /// was read now.
+    pub(crate) fn greet(&mut self, deadline: Option<Instant>, opening: bool) -> Result<bool> {
+        if self.greeted {
+            return Ok(false);
+        }
+        // The daemon writes a 4-byte status when it is ready (as PMDK's
+        // does; see rpmemd's server), before any answer: read after the
+        // first request so it costs no round trip.
+        let mut status = [0u8; obc::STATUS_LEN];
+        self.read_by(&mut status, deadline, opening, "before answering")?;
+        match obc::decode_startup_status(status) {
+            0 => {
+                self.greeted = true;
+                Ok(true)
+            }
+            // A non-zero status is the errno of a start-up failure.
+            s @ 1..=4095 => Err(Error::RemoteExit {
+                code: s as i32,
+                message: format!(
+                    "{} failed to start: {}",
+                    self.what,
+                    std::io::Error::from_raw_os_error(s as i32)
+                ),
+            }),
+            s => Err(Error::Protocol(format!(
+                "{} reported status {s} when it started",
+                self.what
+            ))),
+        }
     }
 
     /// Fills `buf` from the daemon's stdout before `deadline` (if any).
-    fn read_by(
+    pub(crate) fn read_by(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
         opening: bool,
         when: &str,
     ) -> Result<()> {
+        if self.read_upto(buf, deadline, opening)? < buf.len() {
+            return Err(self.died(when));
+        }
+        Ok(())
+    }
+
+    /// Reads into `buf` until it is full or the daemon's stdout ends, before
+    /// `deadline` (if any); returns how much was read.
+    fn read_upto(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+        opening: bool,
+    ) -> Result<usize> {
         let mut got = 0;
         while got < buf.len() {
             if let Some(d) = deadline {
@@ -273,13 +333,13 @@ impl Control {
                 }
             }
             match self.stdout.read(&mut buf[got..]) {
-                Ok(0) => return Err(self.died(when)),
+                Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(self.died(when)),
+                Err(_) => break,
             }
         }
-        Ok(())
+        Ok(got)
     }
 
     /// Stops the ssh client of a daemon that did not answer in time.

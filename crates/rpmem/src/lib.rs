@@ -47,6 +47,7 @@ mod flags;
 mod lane;
 mod launch;
 mod log;
+mod pmdk;
 mod pool;
 mod region;
 mod remove;

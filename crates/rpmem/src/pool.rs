@@ -269,7 +269,34 @@ impl RemotePool {
             },
         };
         // SAFETY: forwarded from create/open's caller.
-        unsafe { Self::establish(cfg, name, Box::new(control), &connector, &req, addr) }
+        let r = unsafe {
+            Self::establish(cfg, name.clone(), Box::new(control), &connector, &req, addr)
+        };
+        match r {
+            Err(Error::ForeignDaemon(why)) => {
+                // PMDK's rpmemd refused our request and exited, touching
+                // nothing: start it again and speak its protocol.
+                log::info!("{name}: {why}; starting it again to speak PMDK's protocol");
+                let (control, connector) = crate::pmdk::start(cfg, &target, &cmd)?;
+                let provider = control.provider().name();
+                // SAFETY: forwarded from create/open's caller.
+                let r = unsafe {
+                    Self::establish(cfg, name.clone(), Box::new(control), &connector, &req, addr)
+                };
+                if r.is_ok() {
+                    log::info!(
+                        "{name}: protocol PMDK 1.12 (the target runs PMDK's rpmemd), \
+                         libfabric provider {provider}; its fabric connections carry no secret"
+                    );
+                }
+                r
+            }
+            Ok(p) => {
+                log::info!("{name}: protocol rpmem (the target runs our rpmemd)");
+                Ok(p)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates or opens a pool with `req` (a create or open request for

@@ -105,3 +105,55 @@ pub fn env(prefix: &Path) -> Vec<(String, String)> {
 pub fn rpmemd(prefix: &Path) -> PathBuf {
     prefix.join("bin/rpmemd")
 }
+
+/// The `RPMEM_CMD` that runs PMDK's rpmemd (with its own libraries) on the
+/// poolset directory of `t`, logging into `t`'s log file.
+pub fn rpmemd_cmd(prefix: &Path, t: &crate::LocalTarget) -> String {
+    format!(
+        "LD_LIBRARY_PATH={} {} --poolset-dir={} --log-file={} --log-level=debug",
+        prefix.join("lib").display(),
+        rpmemd(prefix).display(),
+        t.dir().display(),
+        t.log_path().display()
+    )
+}
+
+/// `RPMEM_SSH` and `RPMEM_CMD` that make our library reach PMDK's rpmemd
+/// serving `t` through `rpmem-ssh-local`.
+pub fn daemon_env(prefix: &Path, t: &crate::LocalTarget) -> Vec<(String, String)> {
+    vec![
+        (
+            "RPMEM_SSH".into(),
+            crate::bin("rpmem-ssh-local").display().to_string(),
+        ),
+        ("RPMEM_CMD".into(), rpmemd_cmd(prefix, t)),
+    ]
+}
+
+/// Engine settings that reach PMDK's rpmemd serving `t`.
+pub fn daemon_config(prefix: &Path, t: &crate::LocalTarget) -> rpmem::Config {
+    rpmem::Config {
+        cmd: rpmemd_cmd(prefix, t),
+        ..t.config()
+    }
+}
+
+/// Pids of PMDK's rpmemd processes serving `t` (found by the poolset
+/// directory on their command line, which is unique to `t`).
+pub fn rpmemd_pids(prefix: &Path, t: &crate::LocalTarget) -> Vec<u32> {
+    let exe = rpmemd(prefix).display().to_string();
+    let dir = format!("--poolset-dir={}", t.dir().display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            args.first() == Some(&exe.as_bytes()) && args.contains(&dir.as_bytes())
+        })
+        .collect()
+}

@@ -99,6 +99,10 @@ struct Replicated {
     local: tempfile::TempDir,
     /// `RPMEM_SSH`, `RPMEM_CMD` and the library path the clients get.
     env: Vec<(String, String)>,
+    /// What the daemon logs when it created the replica, and when it refused
+    /// a damaged header (PMDK's rpmemd says nothing specific for that).
+    created: &'static str,
+    damaged: Option<&'static str>,
 }
 
 impl Replicated {
@@ -130,7 +134,13 @@ impl Replicated {
             "LD_LIBRARY_PATH".into(),
             prefix().join("lib").display().to_string(),
         ));
-        Replicated { target, local, env }
+        Replicated {
+            target,
+            local,
+            env,
+            created: "created pool set 'remote.set'",
+            damaged: Some("damaged pool header"),
+        }
     }
 
     fn set(&self) -> PathBuf {
@@ -263,8 +273,8 @@ fn full_scenario(r: &Replicated, app: &Path) {
     assert_eq!(remote.len(), POOL);
     assert_eq!(&remote[..8], b"PMEMOBJ\0");
     assert!(
-        r.target.log().contains("created pool set 'remote.set'"),
-        "our daemon did not create the replica:\n{}",
+        r.target.log().contains(r.created),
+        "the daemon did not create the replica:\n{}",
         r.target.log()
     );
 
@@ -299,11 +309,9 @@ fn full_scenario(r: &Replicated, app: &Path) {
     damage(&r.remote_part(), 300, b"XX");
     let out = r.run(app, &["verify", set, LAYOUT, "24", "7"]);
     assert!(!out.status.success(), "a damaged remote opened: {out:?}");
-    assert!(
-        r.target.log().contains("damaged pool header"),
-        "{}",
-        r.target.log()
-    );
+    if let Some(damaged) = r.damaged {
+        assert!(r.target.log().contains(damaged), "{}", r.target.log());
+    }
     r.pmempool(&["sync", set]);
     assert_replicated(r, &objects);
     // What the repaired remote holds serves the next recovery.
@@ -368,6 +376,69 @@ fn pmemobj_through_pmdks_librpmem_replicates_to_our_rpmemd() {
     full_scenario(&r, &app);
     assert!(
         r.target.log().contains("session of PMDK's librpmem"),
+        "{}",
+        r.target.log()
+    );
+}
+
+/// Our librpmem with PMDK 1.12.1's rpmemd on the target: the library finds
+/// out the daemon is PMDK's and speaks its protocol, lanes over libfabric's
+/// sockets provider.
+///
+/// The other libraries are the reference build's: Debian's libpmemobj and
+/// libpmempool mark new pools for unsafe-shutdown and bad-block checks, which
+/// the reference rpmemd (built without ndctl) refuses to open with EOPNOTSUPP
+/// whichever librpmem asks.
+#[test]
+fn pmemobj_through_our_librpmem_replicates_to_pmdks_rpmemd() {
+    if !have_pmemobj() {
+        return;
+    }
+    let Some(pmdk) = e2e::pmdk::prefix() else {
+        return;
+    };
+    let app = build_app("to-pmdk");
+    let mut r = Replicated::new("localhost");
+    let libs = r.local.path().join("lib");
+    fs::create_dir(&libs).unwrap();
+    std::os::unix::fs::symlink(
+        prefix().join("lib/librpmem.so.1"),
+        libs.join("librpmem.so.1"),
+    )
+    .unwrap();
+    for l in [
+        "libpmem",
+        "libpmem2",
+        "libpmemobj",
+        "libpmempool",
+        "libpmemblk",
+        "libpmemlog",
+    ] {
+        let name = format!("{l}.so.1");
+        std::os::unix::fs::symlink(pmdk.join("lib").join(&name), libs.join(&name)).unwrap();
+    }
+    r.set_env("LD_LIBRARY_PATH", &libs.display().to_string());
+    let cmd = e2e::pmdk::rpmemd_cmd(pmdk, &r.target);
+    r.set_env("RPMEM_CMD", &cmd);
+    r.created = "create request response: (status = 0)";
+    r.damaged = None;
+    r.set_env("RPMEM_LOG_LEVEL", "2");
+    // One log per process: a trailing '-' gets the pid.
+    let log = r.local.path().join("librpmem.log-");
+    r.set_env("RPMEM_LOG_FILE", &log.display().to_string());
+    full_scenario(&r, &app);
+    let ours: String = fs::read_dir(r.local.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("librpmem.log-"))
+        .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        ours.contains("protocol PMDK 1.12 (the target runs PMDK's rpmemd)"),
+        "{ours}"
+    );
+    assert!(
+        r.target.log().contains("in-band connection established"),
         "{}",
         r.target.log()
     );
