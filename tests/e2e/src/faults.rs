@@ -671,3 +671,58 @@ impl Drop for SmallFs {
         let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
+
+/// What [`persist_until_error`] reports for each lane: when its persist
+/// failed, the errno and the message.
+pub type LaneFailure = (u32, Instant, i32, String);
+
+/// One thread per lane persisting `block`-byte blocks of its stripe of the
+/// region over and over (flags 0 and RELAXED in turn; the region does not
+/// change, so re-persisting is harmless) until a persist fails. Returns the
+/// acknowledged persists per lane and where each lane's failure arrives.
+pub fn persist_until_error(
+    pool: &Arc<rpmem::Pool>,
+    block: usize,
+) -> (Arc<Vec<AtomicUsize>>, mpsc::Receiver<LaneFailure>) {
+    let lanes = pool.nlanes();
+    let stripe = pool.region().len() / lanes as usize;
+    let acks: Arc<Vec<AtomicUsize>> = Arc::new((0..lanes).map(|_| AtomicUsize::new(0)).collect());
+    let (tx, rx) = mpsc::channel();
+    for lane in 0..lanes {
+        let (pool, acks, tx) = (Arc::clone(pool), Arc::clone(&acks), tx.clone());
+        thread::spawn(move || {
+            let base = lane as usize * stripe;
+            let blocks = stripe / block;
+            let mut k = 0usize;
+            loop {
+                let off = base + (k % blocks) * block;
+                let flags = if k.is_multiple_of(2) {
+                    rpmem::PersistFlags::empty()
+                } else {
+                    rpmem::PersistFlags::RELAXED
+                };
+                match pool.persist(off, block, lane, flags) {
+                    Ok(()) => {
+                        k += 1;
+                        acks[lane as usize].store(k, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        let _ = tx.send((lane, Instant::now(), e.errno(), e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    (acks, rx)
+}
+
+/// Waits until every lane of [`persist_until_error`] has `n` acknowledged
+/// persists.
+pub fn wait_for_acks(acks: &[AtomicUsize], n: usize) {
+    let start = Instant::now();
+    while acks.iter().any(|a| a.load(Ordering::SeqCst) < n) {
+        assert!(start.elapsed() < HANG, "lanes did not make progress");
+        thread::sleep(Duration::from_millis(2));
+    }
+}

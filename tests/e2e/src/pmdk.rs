@@ -157,3 +157,40 @@ pub fn rpmemd_pids(prefix: &Path, t: &crate::LocalTarget) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A program's outcome and the daemon's log, for assertion messages.
+pub fn outcome(o: &std::process::Output, t: &crate::LocalTarget) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}\nrpmemd log:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        t.log()
+    )
+}
+
+/// Writes pool set `name` in `t`: one part `<name>.part` of `size` bytes
+/// after the option lines `opts` (e.g. `"OPTION NOHDRS\n"`); returns the
+/// part's path.
+pub fn one_part_set(t: &crate::LocalTarget, name: &str, opts: &str, size: u64) -> PathBuf {
+    let part = t.dir().join(format!("{name}.part"));
+    t.write_poolset(
+        name,
+        &format!("PMEMPOOLSET\n{opts}{size} {}\n", part.display()),
+    );
+    part
+}
+
+/// The part file `part` holds, from pool offset 4096 on, exactly the local
+/// pool image `lanes.c` wrote to `image`.
+pub fn assert_part_matches_image(part: &Path, image: &Path) {
+    let want = std::fs::read(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+    let got = std::fs::read(part).unwrap_or_else(|e| panic!("{}: {e}", part.display()));
+    assert!(!want.is_empty() && got.len() >= 4096 + want.len());
+    if let Some(i) = got[4096..].iter().zip(&want).position(|(a, b)| a != b) {
+        panic!(
+            "part file differs from the local pool at pool offset {}",
+            4096 + i
+        );
+    }
+}

@@ -10,14 +10,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use e2e::faults::{
-    alive, assert_acked_blocks, pattern, signal, wait_gone, Fault, FaultOutcome, Netns, Proxy,
-    SmallFs, Writer, HANG,
+    alive, assert_acked_blocks, pattern, persist_until_error, signal, wait_for_acks, wait_gone,
+    Fault, FaultOutcome, Netns, Proxy, SmallFs, Writer, HANG,
 };
 use e2e::{bin, compile_c, is_root, read_file, workspace_root, LocalTarget, Served};
 use rpmem::{Config, PersistFlags, Pool};
@@ -48,42 +48,9 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
     assert!(alive(daemon.pid));
     let pool = Arc::new(pool);
     let stripe = 16 * MIB / LANES as usize;
-    let acks: Arc<Vec<AtomicUsize>> = Arc::new((0..LANES).map(|_| AtomicUsize::new(0)).collect());
-    let (tx, rx) = mpsc::channel();
-    for lane in 0..LANES {
-        let (pool, acks, tx) = (Arc::clone(&pool), Arc::clone(&acks), tx.clone());
-        thread::spawn(move || {
-            let base = lane as usize * stripe;
-            let blocks = stripe / BLOCK;
-            let mut k = 0usize;
-            loop {
-                // Wraps around: the region does not change, so re-persisting is harmless.
-                let off = base + (k % blocks) * BLOCK;
-                let flags = if k.is_multiple_of(2) {
-                    PersistFlags::empty()
-                } else {
-                    PersistFlags::RELAXED
-                };
-                match pool.persist(off, BLOCK, lane, flags) {
-                    Ok(()) => {
-                        k += 1;
-                        acks[lane as usize].store(k, Ordering::SeqCst);
-                    }
-                    Err(e) => {
-                        let _ = tx.send((lane, Instant::now(), e.errno(), e.to_string()));
-                        return;
-                    }
-                }
-            }
-        });
-    }
-    drop(tx);
+    let (acks, rx) = persist_until_error(&pool, BLOCK);
     // Let every lane get going, then kill the daemon under them.
-    let start = Instant::now();
-    while acks.iter().any(|a| a.load(Ordering::SeqCst) < 20) {
-        assert!(start.elapsed() < HANG, "lanes did not make progress");
-        thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_acks(&acks, 20);
     let killed = Instant::now();
     signal(daemon.pid, "KILL");
     let mut worst = Duration::ZERO;

@@ -6,36 +6,18 @@
 //! `e2e::pmdk::prefix`).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e::faults::{persist_until_error, signal, wait_for_acks};
+use e2e::pmdk::{one_part_set, outcome as text};
 use e2e::{compile_c_with, pmdk, prefix, run_with_timeout, workspace_root, LocalTarget};
-use rpmem::{PersistFlags, Pool};
+use rpmem::Pool;
 
 const MIB: u64 = 1024 * 1024;
-
-fn text(o: &Output, t: &LocalTarget) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}\nPMDK's rpmemd log:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-        t.log()
-    )
-}
-
-fn one_part_set(t: &LocalTarget, name: &str, opts: &str, size: u64) -> PathBuf {
-    let part = t.dir().join(format!("{name}.part"));
-    t.write_poolset(
-        name,
-        &format!("PMEMPOOLSET\n{opts}{size} {}\n", part.display()),
-    );
-    part
-}
 
 /// Runs a C program of tests/c built on OUR librpmem against PMDK's rpmemd
 /// serving `t` (`daemon`: what goes before and after its command line, e.g.
@@ -192,15 +174,7 @@ fn four_lanes(daemon: (&str, &str), method_line: &str) {
     );
     assert_pmdk_session(&o, &t);
     assert!(t.log().contains(method_line), "{}", text(&o, &t));
-    let want = fs::read(&image).unwrap();
-    let got = fs::read(&part).unwrap();
-    assert!(!want.is_empty() && got.len() >= 4096 + want.len());
-    if let Some(i) = got[4096..].iter().zip(&want).position(|(a, b)| a != b) {
-        panic!(
-            "part file differs from the local pool at pool offset {}",
-            4096 + i
-        );
-    }
+    pmdk::assert_part_matches_image(&part, &image);
 }
 
 #[test]
@@ -242,49 +216,10 @@ fn pmdks_rpmemd_killed_mid_persist_fails_every_lane_within_rpmem_timeout_ms() {
     assert_eq!(pids.len(), 1, "one PMDK rpmemd serves the pool: {pids:?}");
     let pool = Arc::new(pool);
     let stripe = size / LANES as usize;
-    let acks: Arc<Vec<AtomicUsize>> = Arc::new((0..LANES).map(|_| AtomicUsize::new(0)).collect());
-    let (tx, rx) = mpsc::channel();
-    for lane in 0..LANES {
-        let (pool, acks, tx) = (Arc::clone(&pool), Arc::clone(&acks), tx.clone());
-        thread::spawn(move || {
-            let blocks = stripe / BLOCK;
-            let mut k = 0usize;
-            loop {
-                let off = lane as usize * stripe + (k % blocks) * BLOCK;
-                let flags = if k.is_multiple_of(2) {
-                    PersistFlags::empty()
-                } else {
-                    PersistFlags::RELAXED
-                };
-                match pool.persist(off, BLOCK, lane, flags) {
-                    Ok(()) => {
-                        k += 1;
-                        acks[lane as usize].store(k, Ordering::SeqCst);
-                    }
-                    Err(e) => {
-                        let _ = tx.send((lane, Instant::now(), e.errno(), e.to_string()));
-                        return;
-                    }
-                }
-            }
-        });
-    }
-    drop(tx);
-    let start = Instant::now();
-    while acks.iter().any(|a| a.load(Ordering::SeqCst) < 20) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "lanes made no progress"
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
+    let (acks, rx) = persist_until_error(&pool, BLOCK);
+    wait_for_acks(&acks, 20);
     let killed = Instant::now();
-    let st = Command::new("kill")
-        .arg("-KILL")
-        .arg(pids[0].to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    signal(pids[0], "KILL");
     for _ in 0..LANES {
         let (lane, at, errno, msg) = rx
             .recv_timeout(cfg.io_timeout * 3)
@@ -305,5 +240,45 @@ fn pmdks_rpmemd_killed_mid_persist_fails_every_lane_within_rpmem_timeout_ms() {
         let to = from + n * BLOCK;
         let bad = (from..to).find(|&i| data[i] != ((i / BLOCK) as u8 ^ (i % 251) as u8));
         assert!(bad.is_none(), "lane {lane}: acknowledged byte {bad:?} lost");
+    }
+}
+
+/// An ssh stand-in that counts its runs in `count` before running
+/// rpmem-ssh-local.
+fn counting_ssh(dir: &Path, count: &Path) -> String {
+    let script = dir.join("counting-ssh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec '{}' \"$@\"\n",
+            count.display(),
+            e2e::bin("rpmem-ssh-local").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script.display().to_string()
+}
+
+/// Our daemon costs one ssh connection per session, PMDK's two (the first
+/// one tells which daemon answers), and the library logs which protocol.
+#[test]
+fn only_a_pmdk_daemon_costs_a_second_ssh_connection() {
+    let Some(pmdk) = pmdk::prefix() else { return };
+    for (theirs, runs) in [(false, 1), (true, 2)] {
+        let t = LocalTarget::new();
+        one_part_set(&t, "c.set", "OPTION NOHDRS\n", 8 * MIB);
+        let count = t.dir().join("ssh-runs");
+        let mut cfg = if theirs {
+            pmdk::daemon_config(pmdk, &t)
+        } else {
+            t.config()
+        };
+        cfg.ssh = counting_ssh(t.dir(), &count);
+        let pool = Pool::create(&cfg, "localhost", "c.set", 8 * MIB as usize, 2, None)
+            .unwrap_or_else(|e| panic!("create: {e}; log: {}", t.log()));
+        pool.close().unwrap();
+        let n = fs::read_to_string(&count).unwrap().lines().count();
+        assert_eq!(n, runs, "PMDK's rpmemd: {theirs}; log: {}", t.log());
     }
 }

@@ -6,10 +6,11 @@
 //! `e2e::pmdk::prefix`).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use e2e::pmdk::{one_part_set, outcome as text};
 use e2e::{compile_c_with, pmdk, run_with_timeout, workspace_root, LocalTarget};
 
 const MIB: u64 = 1024 * 1024;
@@ -28,27 +29,11 @@ fn session(pmdk: &Path, t: &LocalTarget, args: &[&str]) -> Output {
     )
 }
 
-fn text(o: &Output, t: &LocalTarget) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}\nrpmemd log:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-        t.log()
-    )
-}
-
-fn one_part_set(t: &LocalTarget, name: &str, size: u64) -> PathBuf {
-    let part = t.dir().join(format!("{name}.part"));
-    t.write_poolset(name, &format!("PMEMPOOLSET\n{size} {}\n", part.display()));
-    part
-}
-
 #[test]
 fn pmdk_librpmem_creates_persists_reads_and_removes_through_our_rpmemd() {
     let Some(pmdk) = pmdk::prefix() else { return };
     let t = LocalTarget::new();
-    let part = one_part_set(&t, "a.set", 16 * MIB);
+    let part = one_part_set(&t, "a.set", "", 16 * MIB);
     let o = session(pmdk, &t, &["a.set", "keep"]);
     assert!(
         o.status.success() && o.stdout == b"ok\n",
@@ -95,7 +80,7 @@ fn pmdk_librpmem_gets_pmdks_errors_from_our_rpmemd() {
         text(&o, &t)
     );
     // Smaller than the 8 MiB the program asks for.
-    one_part_set(&t, "small.set", 4 * MIB);
+    one_part_set(&t, "small.set", "", 4 * MIB);
     let o = session(pmdk, &t, &["small.set", "create"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -135,7 +120,7 @@ fn pmdk_librpmem_runs_the_manual_page_example_through_our_rpmemd() {
 fn pmdk_librpmem_on_four_lanes_through_our_rpmemd_lands_byte_for_byte() {
     let Some(pmdk) = pmdk::prefix() else { return };
     let t = LocalTarget::new();
-    let part = one_part_set(&t, "lanes.set", 8 * MIB);
+    let part = one_part_set(&t, "lanes.set", "", 8 * MIB);
     let image = t.dir().join("lanes.image");
     // Persist (flags 0 and RELAXED), flush + drain, deep_persist and read on
     // four threads, one lane each; fewer rounds than against our library,
@@ -148,15 +133,7 @@ fn pmdk_librpmem_on_four_lanes_through_our_rpmemd_lands_byte_for_byte() {
         &["localhost", "lanes.set", image.to_str().unwrap()],
     );
     assert!(out.contains("lanes: ok"), "{out}");
-    let want = fs::read(&image).unwrap();
-    let got = fs::read(&part).unwrap();
-    assert!(!want.is_empty() && got.len() >= 4096 + want.len());
-    if let Some(i) = got[4096..].iter().zip(&want).position(|(a, b)| a != b) {
-        panic!(
-            "part file differs from the local pool at pool offset {}",
-            4096 + i
-        );
-    }
+    pmdk::assert_part_matches_image(&part, &image);
 }
 
 /// A PMDK client by hand: our codec on rpmemd's stdin/stdout, lanes through
@@ -301,7 +278,7 @@ fn bad_persists_from_a_pmdk_client_are_refused_without_touching_the_pool() {
         return;
     }
     let t = LocalTarget::new();
-    let part = one_part_set(&t, "b.set", 8 * MIB);
+    let part = one_part_set(&t, "b.set", "", 8 * MIB);
     // More lanes than connections: a lane the daemon drops still counts.
     let s = raw::Session::create(&t, "b.set", 8);
     let before = fs::read(&part).unwrap();
