@@ -4,9 +4,10 @@
 //! A mapping is shared memory: lanes (threads) write to it concurrently and
 //! other processes may map the same file. No Rust reference into a mapping is
 //! ever created. Every access goes through `ptr::read_volatile` /
-//! `ptr::write_volatile` or through a system call (`msync`; a transport's
-//! `recv`/`send` on the spans [`Mapping::span`] hands out) that the kernel
-//! performs, so concurrent accesses to the same bytes have
+//! `ptr::write_volatile`, an 8-byte non-temporal store (`movnti`, in inline
+//! assembly the compiler cannot merge), or a system call (`msync`; a
+//! transport's `recv`/`send` on the spans [`Mapping::span`] hands out) that
+//! the kernel performs, so concurrent accesses to the same bytes have
 //! the semantics of the hardware (whole aligned words, no tearing of an
 //! aligned 8-byte store), not undefined behaviour of Rust references. Every
 //! public function bounds-checks its offsets against the mapping first.
@@ -31,6 +32,39 @@ pub(crate) struct Mapping {
 unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
+
+/// Copies from which [`Mapping::write_atomic`] stores non-temporally.
+pub(crate) const STREAM_MIN: usize = 4096;
+
+/// Stores `words` words from `src` (any alignment) to the 8-aligned `dst`,
+/// one 8-byte store each, bypassing the cache where the CPU can.
+///
+/// # Safety
+/// `dst` must be 8-aligned and `dst..dst+words` writable, `src..src+words`
+/// readable.
+unsafe fn store_words_streaming(dst: *mut u64, src: *const u64, words: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::asm;
+        for k in 0..words {
+            // SAFETY: k < words, so both addresses are inside the caller's
+            // ranges; dst+k is 8-aligned, so movnti is one 8-byte store.
+            unsafe {
+                let v = ptr::read_unaligned(src.add(k));
+                asm!("movnti [{0}], {1}", in(reg) dst.add(k), in(reg) v,
+                     options(nostack, preserves_flags));
+            }
+        }
+        // Non-temporal stores are weakly ordered: make them visible before
+        // anything that follows (the answer, another lane's read).
+        crate::flush::fence();
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for k in 0..words {
+        // SAFETY: as above; a plain aligned 8-byte store.
+        unsafe { ptr::write_volatile(dst.add(k), ptr::read_unaligned(src.add(k))) };
+    }
+}
 
 fn out_of_bounds() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "range outside the mapping")
@@ -133,6 +167,11 @@ impl Mapping {
     /// Copies `src` to `off`, with a single 8-byte store for every aligned
     /// 8-byte word of the destination and byte stores for the unaligned
     /// head and tail: an aligned word is never observed half-written.
+    ///
+    /// From [`STREAM_MIN`] bytes on, the words are stored non-temporally
+    /// (x86-64 `movnti`, then `sfence`): a large copy into a pool line that
+    /// is not in the cache then costs no read of that line first, which with
+    /// ordinary stores took twice the kernel's own copy of the same bytes.
     pub(crate) fn write_atomic(&self, off: usize, src: &[u8]) -> io::Result<()> {
         let dst = self.check(off, src.len())?;
         let n = src.len();
@@ -149,8 +188,12 @@ impl Mapping {
             }
             let wdst = dst.add(head).cast::<u64>();
             let wsrc = src.as_ptr().add(head).cast::<u64>();
-            for k in 0..words {
-                ptr::write_volatile(wdst.add(k), ptr::read_unaligned(wsrc.add(k)));
+            if n >= STREAM_MIN {
+                store_words_streaming(wdst, wsrc, words);
+            } else {
+                for k in 0..words {
+                    ptr::write_volatile(wdst.add(k), ptr::read_unaligned(wsrc.add(k)));
+                }
             }
             let tail = head + words * 8;
             for (i, b) in src[tail..].iter().enumerate() {

@@ -483,3 +483,28 @@ fn concurrent_lanes_write_disjoint_ranges() {
     pool.read(3 * 100 * 4000 + 3, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 4));
 }
+
+#[test]
+fn writes_of_every_size_and_alignment_land_exactly() {
+    // Below and above the size from which words are stored non-temporally,
+    // at every offset within a word: the bytes land, their neighbours don't move.
+    let d = tempfile::tempdir().unwrap();
+    let (set, _) = write_set(d.path(), "w.set", "NOHDRS", &[2 * M]);
+    let pool = Pool::create(&load(&set), None).unwrap();
+    let base = 64 * 1024;
+    let mut expect = vec![0u8; 100_000];
+    pool.write(base, &expect).unwrap();
+    let mut seed = 1u8;
+    for len in [1usize, 7, 8, 9, 4095, 4096, 4097, 65_536, 70_001] {
+        for shift in 0..8usize {
+            seed = seed.wrapping_add(37);
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8 ^ seed).collect();
+            let at = 1000 + shift + len % 5;
+            pool.write(base + at as u64, &data).unwrap();
+            expect[at..at + len].copy_from_slice(&data);
+            let mut got = vec![0u8; expect.len()];
+            pool.read(base, &mut got).unwrap();
+            assert!(got == expect, "write of {len} bytes at +{shift}");
+        }
+    }
+}
