@@ -29,6 +29,23 @@ pub fn window_from_env(var: &str) -> Duration {
         .map_or(DEFAULT_SPIN, Duration::from_micros)
 }
 
+/// Longest extra polling a transfer adds to the spin window.
+pub const MAX_TRANSFER_SPIN: Duration = Duration::from_millis(20);
+
+/// The polling window for a wait that belongs to a transfer of `bytes`:
+/// the configured `spin` plus a nanosecond per byte (the time those bytes
+/// take at ~1 GB/s), at most [`MAX_TRANSFER_SPIN`] more. A receiver in the
+/// middle of a large payload, or a sender waiting for the answer to one,
+/// then does not go to sleep (and pay a wake-up) because the peer was off
+/// the CPU for a moment. Polling stays off when `spin` is zero, and stays
+/// tied to activity: no transfer, no extension.
+pub fn transfer_window(spin: Duration, bytes: u64) -> Duration {
+    if spin.is_zero() {
+        return spin;
+    }
+    spin + Duration::from_nanos(bytes).min(MAX_TRANSFER_SPIN)
+}
+
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
 
 fn max_spinners() -> usize {
@@ -166,6 +183,19 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn the_transfer_window_grows_with_the_transfer_and_stays_bounded() {
+        let spin = Duration::from_micros(100);
+        assert_eq!(transfer_window(spin, 0), spin);
+        assert_eq!(
+            transfer_window(spin, 1 << 20),
+            spin + Duration::from_nanos(1 << 20)
+        );
+        assert_eq!(transfer_window(spin, u64::MAX), spin + MAX_TRANSFER_SPIN);
+        // Polling switched off stays off.
+        assert_eq!(transfer_window(Duration::ZERO, 1 << 20), Duration::ZERO);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rpmem_proto::{Status, PROTO_VERSION};
 
 use super::{sys, StreamSocket};
 use crate::initiator::{Connector, InitiatorLane, LaneOptions};
-use crate::spin::poll_then_block;
+use crate::spin::{poll_then_block, transfer_window};
 use crate::{Region, Result, TransportError};
 
 /// Opens TCP lanes to the address and port of the session answer.
@@ -60,22 +60,6 @@ pub struct TcpLane<S: StreamSocket = TcpStream> {
     /// Payload bytes sent since the last answer: the next answer can only
     /// come once the target has taken them in.
     in_flight: u64,
-}
-
-/// Longest extra polling for an answer behind a large transfer.
-const MAX_TRANSFER_SPIN: Duration = Duration::from_millis(20);
-
-/// The polling window for an answer that follows `bytes` of transfer: the
-/// configured window plus a nanosecond per byte (the time those bytes take
-/// at ~1 GB/s), so a lane that just sent a large persist does not go to
-/// sleep while the target is still receiving it. Polling stays off when
-/// the window is zero, and stays tied to activity: nothing in flight, no
-/// extension.
-fn answer_window(spin: Duration, bytes: u64) -> Duration {
-    if spin.is_zero() {
-        return spin;
-    }
-    spin + Duration::from_nanos(bytes).min(MAX_TRANSFER_SPIN)
 }
 
 impl<S: StreamSocket> TcpLane<S> {
@@ -167,7 +151,7 @@ impl<S: StreamSocket> TcpLane<S> {
 
     fn recv_ack(&mut self, tag: u64) -> Result<Status> {
         let mut raw = [0u8; ACK_LEN];
-        let window = answer_window(self.spin, std::mem::take(&mut self.in_flight));
+        let window = transfer_window(self.spin, std::mem::take(&mut self.in_flight));
         if let Err(e) = self.recv_exact(&mut raw, window) {
             return Err(self.io_failed("waiting for the acknowledgement", &e));
         }
@@ -247,7 +231,7 @@ impl<S: StreamSocket> InitiatorLane for TcpLane<S> {
         let tag = self.request(Op::Read, 0, offset, buf.len())?;
         let status = self.recv_ack(tag)?;
         if status == Status::Ok {
-            let window = answer_window(self.spin, buf.len() as u64);
+            let window = transfer_window(self.spin, buf.len() as u64);
             if let Err(e) = self.recv_exact(buf, window) {
                 return Err(self.io_failed("receiving read data", &e));
             }
@@ -257,23 +241,5 @@ impl<S: StreamSocket> InitiatorLane for TcpLane<S> {
 
     fn shutdown(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_answer_window_grows_with_the_transfer_and_stays_bounded() {
-        let spin = Duration::from_micros(100);
-        assert_eq!(answer_window(spin, 0), spin);
-        assert_eq!(
-            answer_window(spin, 1 << 20),
-            spin + Duration::from_nanos(1 << 20)
-        );
-        assert_eq!(answer_window(spin, u64::MAX), spin + MAX_TRANSFER_SPIN);
-        // Polling switched off stays off.
-        assert_eq!(answer_window(Duration::ZERO, 1 << 20), Duration::ZERO);
     }
 }

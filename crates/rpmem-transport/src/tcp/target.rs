@@ -14,7 +14,7 @@ use rpmem_proto::data::{Ack, Hello, RequestHeader, HEADER_LEN, HELLO_LEN, HELLO_
 use rpmem_proto::Status;
 
 use super::{sys, StreamSocket};
-use crate::spin::poll_then_block;
+use crate::spin::{poll_then_block, transfer_window};
 use crate::target::{
     Incoming, LaneAdmission, LaneHandler, PoolMemory, RunningListener, TargetLane, TargetListener,
 };
@@ -382,8 +382,8 @@ impl<S: StreamSocket> TcpTargetLane<S> {
     }
 
     /// See [`Inbox::fill`].
-    fn fill(&mut self, want: usize) -> io::Result<usize> {
-        self.inbox.fill(self.stream.as_raw_fd(), self.spin, want)
+    fn fill(&mut self, want: usize, spin: Duration) -> io::Result<usize> {
+        self.inbox.fill(self.stream.as_raw_fd(), spin, want)
     }
 }
 
@@ -393,7 +393,7 @@ impl<S: StreamSocket> TargetLane for TcpTargetLane<S> {
     }
 
     fn next(&mut self) -> Result<Incoming> {
-        match self.fill(HEADER_LEN) {
+        match self.fill(HEADER_LEN, self.spin) {
             Ok(0) => return Ok(Incoming::Closed),
             Ok(n) if n < HEADER_LEN => {
                 return Err(TransportError::Failed(
@@ -422,13 +422,14 @@ impl<S: StreamSocket> TargetLane for TcpTargetLane<S> {
     ) -> Result<()> {
         let (offset, len) = (request.offset, request.length);
         let failed = |e: io::Error| TransportError::Failed(format!("receiving payload: {e}"));
+        // Mid-payload the rest is on its way: poll longer for a longer one.
+        let spin = transfer_window(self.spin, len);
         if relaxed {
             // What came with earlier reads first, the rest straight into the pool.
             let early = (self.inbox.len() as u64).min(len);
             mem.write_atomic(offset, self.inbox.take(early as usize))
                 .map_err(failed)?;
             let fd = self.stream.as_raw_fd();
-            let spin = self.spin;
             return mem
                 .spans(offset + early, len - early, &mut |span: NonNull<[u8]>| {
                     // SAFETY: PoolMemory promises the span writable, with no
@@ -441,7 +442,7 @@ impl<S: StreamSocket> TargetLane for TcpTargetLane<S> {
         while done < len {
             let at = offset + done;
             let want = (len - done).min(STAGE_LEN as u64) as usize;
-            match self.fill(want) {
+            match self.fill(want, spin) {
                 Ok(have) if have >= want => {}
                 Ok(_) => {
                     return Err(TransportError::Failed(
