@@ -818,6 +818,56 @@ impl Endpoint {
         }
     }
 
+    /// Like [`Endpoint::wait`], but keeps the provider working while it
+    /// waits: reads the completion queue (`fi_cq_read`) for the spin time,
+    /// then sleeps inside `fi_cq_sread` in short slices, looking at the
+    /// connection's events between them. Providers whose data moves only
+    /// when the queue is read (libfabric's `sockets`, whose own progress
+    /// thread wakes every few milliseconds) need this where a large
+    /// transfer or a quick answer is waited for; PMDK's library and daemon
+    /// wait the same way.
+    pub fn wait_progressing(&mut self, timeout: Duration) -> Result<Completion> {
+        const SLICE: Duration = Duration::from_millis(10);
+        let start = Instant::now();
+        loop {
+            if let Some(c) = self.pending.pop_front() {
+                return Ok(c);
+            }
+            if let Some(c) = self.reap()? {
+                return Ok(c);
+            }
+            let elapsed = start.elapsed();
+            if elapsed < self.spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            if let Err(e) = self.check_events() {
+                // What the peer sent before it went away still counts.
+                return match self.reap()? {
+                    Some(c) => Ok(c),
+                    None => Err(e),
+                };
+            }
+            if elapsed >= timeout {
+                return Err(Error::Timeout("waiting for a completion"));
+            }
+            let slice = millis((timeout - elapsed).min(SLICE));
+            match self.conn.cq.read(Some(slice))? {
+                None => {}
+                Some(CqEvent::Done { ctx, len }) => {
+                    if let Some(c) = self.completed(ctx, len) {
+                        return Ok(c);
+                    }
+                }
+                Some(CqEvent::Failed {
+                    ctx,
+                    errno,
+                    message,
+                }) => return Err(self.failed(ctx, errno, message)),
+            }
+        }
+    }
+
     fn sleep(&mut self, left: Duration) -> Result<()> {
         if let (Some(cfd), Some(efd)) = (self.conn.cq.fd, self.conn.eq.fd) {
             match self.domain.fabric.h.trywait(&self.conn.cq, &self.conn.eq) {

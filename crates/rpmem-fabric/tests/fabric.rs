@@ -160,7 +160,9 @@ fn rma_write_then_read_back_and_send_recv() {
         local.write(65536, &pattern).unwrap();
         ep.post_write(&local, 65536, pattern.len(), &remote, 4096, 2)
             .unwrap();
-        completion(&mut ep, OpKind::Write, 2);
+        // Waiting inside the provider takes the completion as `wait` does.
+        let c = ep.wait_progressing(T).unwrap();
+        assert_eq!((c.kind, c.token), (OpKind::Write, 2), "{c:?}");
         // Out of the peer's region: refused before anything is posted.
         assert!(matches!(
             ep.post_write(&local, 0, 16, &remote, POOL as u64 - 8, 9),
@@ -307,6 +309,17 @@ fn an_idle_wait_sleeps_and_times_out() {
         assert!(
             used <= 30,
             "{prov}: an idle 1.5 s wait used {used} ticks of CPU"
+        );
+        // The same for the wait that sleeps inside the provider.
+        let ticks = thread_cpu_ticks();
+        match ep.wait_progressing(Duration::from_millis(1500)) {
+            Err(Error::Timeout(_)) => {}
+            other => panic!("{prov}: an idle progressing wait gave {other:?}"),
+        }
+        let used = thread_cpu_ticks() - ticks;
+        assert!(
+            used <= 30,
+            "{prov}: an idle 1.5 s progressing wait used {used} ticks of CPU"
         );
         ep.inject(b"bye").unwrap();
         srv.join().unwrap();

@@ -24,6 +24,8 @@ use rpmem_proto::pmdk::obc::{self, Common, IbcAttr, Request, Response, CLOSE_REM
 use rpmem_proto::pmdk::{PersistMethod, Provider, Status as PStatus, PROTO_MAJOR, PROTO_MINOR};
 use rpmem_proto::{PoolAttr, Status};
 use rpmem_storage::{Pool, PoolSet, Range};
+use rpmem_transport::pmdk::spin_for;
+use rpmem_transport::spin;
 
 use crate::error::{DaemonError, Result};
 use crate::options::Settings;
@@ -301,6 +303,8 @@ struct Shared {
     nlanes: u32,
     buff_size: u64,
     has_header: bool,
+    /// How long a lane polls before sleeping in the provider.
+    spin: Duration,
 }
 
 /// The fabric side of a PMDK session: the registered pool, the thread that
@@ -362,6 +366,7 @@ impl FabricSession {
             nlanes,
             buff_size,
             has_header,
+            spin: spin_for(l.provider, spin::window_from_env(spin::TARGET_SPIN_VAR)),
         });
         let threads = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
@@ -468,6 +473,7 @@ impl Lane {
         shared: &Arc<Shared>,
     ) -> rpmem_fabric::Result<Lane> {
         let mut ep = domain.accept_endpoint(req)?;
+        ep.set_spin(shared.spin);
         let buf = domain.register(PERSIST_HDR_LEN + shared.buff_size as usize, Access::LOCAL)?;
         ep.post_recv(&buf, 0, buf.len(), 0)?;
         ep.accept(ACCEPT_TIMEOUT)?;
@@ -491,7 +497,7 @@ impl Lane {
         }
         let mut msg = vec![0u8; self.buf.len()];
         while !self.shared.stop.load(Ordering::Relaxed) {
-            let done = match self.ep.wait(POLL) {
+            let done = match self.ep.wait_progressing(POLL) {
                 Ok(c) => c,
                 Err(rpmem_fabric::Error::Timeout(_)) => continue,
                 Err(e) => {
