@@ -32,8 +32,9 @@ pub struct Config {
     /// ECONNRESET (`RPMEM_TIMEOUT_MS`, default 5000).
     pub io_timeout: Duration,
     /// How long `rpmem_create` and `rpmem_open` may take, from starting the
-    /// ssh client to the daemon's answer (`RPMEM_OPEN_TIMEOUT_MS`, default
-    /// 60000; 0 or `None`: no limit). Past it they fail with ETIMEDOUT.
+    /// ssh client to the daemon's answer, and `rpmem_remove` to its end
+    /// (`RPMEM_OPEN_TIMEOUT_MS`, default 60000; 0 or `None`: no limit).
+    /// Past it they fail with ETIMEDOUT.
     pub open_timeout: Option<Duration>,
     /// How long a lane busy-polls for a reply before parking in the kernel
     /// (`RPMEM_SPIN_US`, default 100 µs; 0 disables). Waking a parked thread

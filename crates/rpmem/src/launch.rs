@@ -108,23 +108,56 @@ impl StderrTail {
 }
 
 /// Runs a remote command to completion and returns its status and stderr.
+/// Bounded by `RPMEM_OPEN_TIMEOUT_MS` from starting the ssh client, as
+/// create and open are: past it the ssh client is stopped and the call
+/// fails with ETIMEDOUT.
 pub(crate) fn run_remote(
     cfg: &Config,
     target: &Target,
     remote_cmd: &str,
 ) -> Result<(ExitStatus, String)> {
-    let out = ssh_command(cfg, target, remote_cmd)
+    let started = Instant::now();
+    let mut child = ssh_command(cfg, target, remote_cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| Error::ConnectionReset(format!("cannot run ssh client '{}': {e}", cfg.ssh)))?;
-    Ok((
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-            .trim()
-            .replace('\n', "; "),
-    ))
+    let tail = StderrTail::default();
+    let reader = child.stderr.take().map(|e| tail.spawn_reader(e));
+    let deadline = cfg.open_timeout.map(|t| started + t);
+    let gone =
+        |e: std::io::Error| Error::ConnectionReset(format!("waiting for the ssh client: {e}"));
+    // Polled: a remote command takes at least an ssh round trip, so waking
+    // at a tenth of the time spent so far costs it little.
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(gone)? {
+            break st;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let ms = cfg.open_timeout.unwrap_or_default().as_millis();
+            return Err(Error::TimedOut(format!(
+                "'{remote_cmd}' did not finish within {ms} ms of starting (RPMEM_OPEN_TIMEOUT_MS); \
+                 the ssh client was stopped"
+            )));
+        }
+        let nap = ((now - started) / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        std::thread::sleep(deadline.map_or(nap, |d| nap.min(d - now)));
+    };
+    // What the command printed; a process it left behind holding the pipe
+    // is not waited for past the deadline.
+    if let Some(r) = reader {
+        while !r.is_finished() && deadline.is_none_or(|d| Instant::now() < d) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if r.is_finished() {
+            let _ = r.join();
+        }
+    }
+    Ok((status, tail.text()))
 }
 
 /// A running daemon reached through the ssh client.

@@ -22,10 +22,21 @@ pub struct RemotePool {
     lanes: Vec<Mutex<Lane>>,
     limits: Limits,
     attr: PoolAttr,
+    /// `target:pool-set`, the prefix of its messages.
     name: String,
+    /// The pool set name alone.
+    pool_set: String,
     /// The process that created or opened the pool: a child forked from it
     /// shares the connections and must not use or end them.
     owner: u32,
+}
+
+/// A refusal from the daemon as the caller sees it: prefixed with `name`
+/// (`target:pool-set`), and without the daemon's own `pool set 'SET': `,
+/// so the pool set is named once.
+fn remote_message(name: &str, pool_set: &str, message: &str) -> String {
+    let own = format!("pool set '{pool_set}': ");
+    format!("{name}: {}", message.strip_prefix(&own).unwrap_or(message))
 }
 
 /// What every data call checks and needs besides its lane: shared by the
@@ -315,13 +326,19 @@ impl RemotePool {
         req: &Request,
         addr: *const u8,
     ) -> Result<(RemotePool, PoolAttr)> {
-        let (size, want, verb) = match req {
+        let (size, want, verb, pool_set) = match req {
             Request::Create {
-                pool_size, nlanes, ..
-            } => (*pool_size, *nlanes, "created"),
+                pool_size,
+                nlanes,
+                pool_set,
+                ..
+            } => (*pool_size, *nlanes, "created", pool_set),
             Request::Open {
-                pool_size, nlanes, ..
-            } => (*pool_size, *nlanes, "opened"),
+                pool_size,
+                nlanes,
+                pool_set,
+                ..
+            } => (*pool_size, *nlanes, "opened", pool_set),
             other => return Err(invalid(format!("{} does not open a pool", other.name()))),
         };
         let size = usize::try_from(size).map_err(|_| invalid("pool_size is too large"))?;
@@ -337,7 +354,7 @@ impl RemotePool {
                 control.finish();
                 return Err(Error::Remote {
                     status,
-                    message: format!("{name}: {message}"),
+                    message: remote_message(&name, pool_set, &message),
                 });
             }
             Answer::Done => return Err(Error::Protocol("unexpected response to open".into())),
@@ -377,6 +394,7 @@ impl RemotePool {
             },
             attr: session.attr,
             name,
+            pool_set: pool_set.clone(),
             owner: std::process::id(),
         };
         Ok((pool, session.attr))
@@ -513,7 +531,7 @@ impl RemotePool {
             Answer::Done => Ok(()),
             Answer::Refused { status, message } => Err(Error::Remote {
                 status,
-                message: format!("{}: {message}", self.name),
+                message: remote_message(&self.name, &self.pool_set, &message),
             }),
             Answer::Opened(_) => Err(Error::Protocol(
                 "unexpected response to a pool request".into(),

@@ -47,20 +47,29 @@ fn remove_impl(cfg: &Config, target: &str, pool_set: &str, flags: RemoveFlags) -
             )))
         }
     };
-    let detail = if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": {stderr}")
-    };
     match code {
         255 | 126 | 127 => Err(Error::ConnectionReset(format!(
-            "cannot run '{cmd}' on {target} (status {code}){detail}"
+            "cannot run '{cmd}' on {target} (status {code}){}",
+            if stderr.is_empty() {
+                String::new()
+            } else {
+                format!(": {stderr}")
+            }
         ))),
+        // rpmemd's one line says what failed and why; the exit status
+        // alone only when it printed nothing.
         c => Err(Error::RemoteExit {
             code: c,
             message: format!(
-                "removing {pool_set} on {target} failed: {}{detail}",
-                std::io::Error::from_raw_os_error(c)
+                "{target}:{pool_set}: {}",
+                if stderr.is_empty() {
+                    format!(
+                        "rpmemd --remove failed: {}",
+                        std::io::Error::from_raw_os_error(c)
+                    )
+                } else {
+                    stderr
+                }
             ),
         }),
     }

@@ -299,11 +299,11 @@ fn a_forked_child_cannot_use_or_end_its_parents_pool() {
     assert!(data[..4096].iter().all(|b| *b == 0x33));
 }
 
-/// `rpmem_create` and `rpmem_open` end within `RPMEM_OPEN_TIMEOUT_MS`, both
-/// when the ssh client never connects and when the daemon never answers:
-/// ETIMEDOUT, and the ssh client is stopped.
+/// `rpmem_create`, `rpmem_open` and `rpmem_remove` end within
+/// `RPMEM_OPEN_TIMEOUT_MS`, both when the ssh client never connects and when
+/// the daemon never answers: ETIMEDOUT, and the ssh client is stopped.
 #[test]
-fn create_and_open_are_bounded_by_their_timeout() {
+fn create_open_and_remove_are_bounded_by_their_timeout() {
     let t = LocalTarget::new();
     let part = t.write_nohdrs_set("slow", "4M");
     let hung_ssh = t.dir().join("hung-ssh");
@@ -319,15 +319,21 @@ fn create_and_open_are_bounded_by_their_timeout() {
         (ssh_local.clone(), "sleep 5".to_string()),
         (ssh_local, format!("sleep 5; {}", t.rpmem_cmd())),
     ] {
-        for op in ["create", "info"] {
+        for op in ["create", "info", "rm"] {
+            if op == "rm" && cmd == "sleep 5" {
+                // `sleep 5 --remove=…` fails at once; the next case stalls rm.
+                continue;
+            }
             let mut c = Command::new(bin("rpmem"));
-            c.args([op, "localhost", "slow.set", "--size", "4M"])
+            c.args([op, "localhost", "slow.set"])
                 .env("RPMEM_SSH", &ssh)
                 .env("RPMEM_CMD", &cmd)
                 .env("RPMEM_OPEN_TIMEOUT_MS", "1000");
-            if op == "create" {
-                c.arg("--no-hdrs");
-            }
+            match op {
+                "create" => c.args(["--size", "4M", "--no-hdrs"]),
+                "info" => c.args(["--size", "4M"]),
+                _ => &mut c,
+            };
             let start = Instant::now();
             let out = run_with_timeout(&mut c, Duration::from_secs(20));
             let took = start.elapsed();
@@ -345,4 +351,42 @@ fn create_and_open_are_bounded_by_their_timeout() {
         }
     }
     assert!(!part.exists());
+}
+
+/// A refusal names the pool set once, after the target: the daemon's own
+/// "pool set 'SET': " and rpmemd --remove's restated errno are not repeated.
+#[test]
+fn remote_errors_name_the_pool_set_once() {
+    let t = LocalTarget::new();
+    t.write_poolset("bad.set", "PMEMPOOLSET\n4Q /nowhere/x.part\n");
+    for (args, starts) in [
+        (
+            &["info", "localhost", "missing.set"][..],
+            "rpmem: localhost:missing.set: cannot open pool set ",
+        ),
+        (
+            &["info", "localhost", "bad.set"],
+            "rpmem: localhost:bad.set: ",
+        ),
+        (
+            &["rm", "localhost", "missing.set"],
+            "rpmem: localhost:missing.set: rpmemd: cannot open pool set ",
+        ),
+    ] {
+        let mut c = Command::new(bin("rpmem"));
+        c.args(args).envs(t.env());
+        let out = run_with_timeout(&mut c, Duration::from_secs(60));
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with(starts), "{args:?}: {err}");
+        assert!(!err.contains("pool set '"), "{args:?}: {err}");
+        // The name after the target, and the set file's path (or its line).
+        let set = args[2];
+        assert_eq!(err.matches(set).count(), 2, "{args:?}: {err}");
+        assert_eq!(
+            err.matches("(os error").count(),
+            u8::from(set == "missing.set") as usize,
+            "{args:?}: {err}"
+        );
+    }
 }
