@@ -23,7 +23,7 @@ mod sys;
 pub use error::{ErrorKind, Result, StorageError};
 pub use flush::{set_force_pmem, Method};
 pub use header::PoolHeader;
-pub use pool::{Pool, Range};
+pub use pool::{Pool, PoolView, Range};
 pub use poolset::{HeaderMode, PartSpec, PoolSet};
 pub use remove::{remove, resolve_name};
 

@@ -58,6 +58,19 @@ pub struct Pool {
     msyncs: AtomicU64,
 }
 
+/// The pool's memory at one address (see [`Pool::contiguous`]); unmapped
+/// when dropped.
+pub struct PoolView {
+    map: Mapping,
+}
+
+impl PoolView {
+    /// The whole view, for raw transfers (the same rules as [`Pool::spans`]).
+    pub fn span(&self) -> NonNull<[u8]> {
+        self.map.whole()
+    }
+}
+
 /// Removes the files a failed create made.
 struct Cleanup(Vec<PathBuf>);
 
@@ -504,6 +517,22 @@ impl Pool {
         self.check_range(offset, len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         self.pieces(offset, len, |p, poff, _, n| f(p.map.span(poff, n)?))
+    }
+
+    /// The whole pool at one address, for transports that address it as one
+    /// region (PMDK's clients): every part's piece of the pool mapped again,
+    /// one after another. Writes through the view are written to the same
+    /// pages as through the pool, and [`Pool::persist`] makes them durable.
+    /// Fails when a piece is not a whole number of pages.
+    pub fn contiguous(&self) -> Result<PoolView> {
+        let pieces: Vec<_> = self
+            .segments
+            .iter()
+            .map(|s| (&self.parts[s.part].file, s.part_off, s.len as usize))
+            .collect();
+        let map = Mapping::contiguous(&pieces)
+            .map_err(|e| StorageError::io("map the parts at one address", &self.set.path, e))?;
+        Ok(PoolView { map })
     }
 
     /// Makes `ranges` durable. Allocates nothing.

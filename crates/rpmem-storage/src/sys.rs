@@ -114,6 +114,72 @@ impl Mapping {
         Ok(Mapping { ptr, len, sync })
     }
 
+    /// Maps pieces of files one after another at one address: each piece is
+    /// `(file, file offset, length)`, both page multiples. The view shares
+    /// the files' pages with every other shared mapping of them, so what is
+    /// written through it is what those mappings see and make durable.
+    pub(crate) fn contiguous(pieces: &[(&File, u64, usize)]) -> io::Result<Mapping> {
+        let page = crate::PAGE_SIZE;
+        let mut total = 0usize;
+        for &(_, off, len) in pieces {
+            if len == 0 || !off.is_multiple_of(page) || !(len as u64).is_multiple_of(page) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a piece of a contiguous view is not page-aligned",
+                ));
+            }
+            total = total.checked_add(len).ok_or_else(out_of_bounds)?;
+        }
+        if total == 0 {
+            return Err(out_of_bounds());
+        }
+        // SAFETY: a fresh anonymous reservation chosen by the kernel (addr
+        // NULL), inaccessible until the pieces replace it; checked below.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        // Owns the reservation from here: an error below unmaps it whole.
+        let view = Mapping {
+            ptr,
+            len: total,
+            sync: false,
+        };
+        let mut at = 0usize;
+        for &(file, off, len) in pieces {
+            let off = libc::off_t::try_from(off).map_err(|_| out_of_bounds())?;
+            // SAFETY: `at..at+len` lies inside the reservation `view` owns
+            // (the lengths sum to `total`), so MAP_FIXED replaces only our
+            // own pages, which no Rust object refers to.
+            let p = unsafe {
+                libc::mmap(
+                    base.cast::<u8>().add(at).cast(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    file.as_raw_fd(),
+                    off,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            at += len;
+        }
+        Ok(view)
+    }
+
     /// Whether the mapping is `MAP_SYNC` (persistent memory, no msync needed).
     pub(crate) fn is_sync(&self) -> bool {
         self.sync
@@ -211,6 +277,11 @@ impl Mapping {
             *d = unsafe { ptr::read_volatile(src.add(i)) };
         }
         Ok(())
+    }
+
+    /// The whole mapping (see [`Mapping::span`]).
+    pub(crate) fn whole(&self) -> NonNull<[u8]> {
+        NonNull::slice_from_raw_parts(self.ptr, self.len)
     }
 
     /// The raw memory of `off..off+len`, for a transport to receive into

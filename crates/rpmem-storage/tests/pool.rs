@@ -508,3 +508,38 @@ fn writes_of_every_size_and_alignment_land_exactly() {
         }
     }
 }
+
+#[test]
+fn a_contiguous_view_is_the_pool_at_one_address() {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), "v.set", "", &[2 * M, 2 * M]);
+    let pool = Pool::create(&load(&set), Some(&attr())).unwrap();
+    let view = pool.contiguous().unwrap();
+    let span = view.span();
+    assert_eq!(span.len() as u64, pool.size());
+    // Written through the view across the part boundary; durable through
+    // the pool; in the files where the pool's offsets say.
+    let at = (2 * M - 2) as usize;
+    let p = span.as_ptr().cast::<u8>();
+    for (i, b) in [5u8, 6, 7, 8].into_iter().enumerate() {
+        // SAFETY: at + 3 is inside the view, which lives until the end.
+        unsafe { p.add(at + i).write_volatile(b) };
+    }
+    pool.persist(
+        &mut [Range {
+            offset: at as u64,
+            len: 4,
+        }],
+        false,
+    )
+    .unwrap();
+    let mut back = [0u8; 4];
+    pool.read(at as u64, &mut back).unwrap();
+    assert_eq!(back, [5, 6, 7, 8], "the pool sees what the view wrote");
+    drop(view);
+    drop(pool);
+    let p0 = fs::read(&parts[0]).unwrap();
+    let p1 = fs::read(&parts[1]).unwrap();
+    assert_eq!(&p0[at..], &[5, 6]);
+    assert_eq!(&p1[4096..4098], &[7, 8]);
+}

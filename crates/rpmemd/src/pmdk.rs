@@ -1,11 +1,17 @@
 //! Sessions of PMDK 1.12's librpmem: its requests on the ssh channel, and its
-//! lanes on libfabric, served with the general purpose persistency method.
+//! lanes on libfabric.
 //!
-//! PMDK's lanes write into the pool with RMA and send a persist message per
-//! persist; the daemon makes the range durable and answers. The pool is
-//! registered once, from the end of its header (when it has one) to its end,
-//! so RMA into the header fails in the provider, and every persist message is
-//! checked (lane, range, header) before anything touches the pool. PMDK's
+//! PMDK's lanes write into the pool with RMA. Under the general method
+//! (GPSPM, the default) they send a persist message per persist; the daemon
+//! makes the range durable and answers, and the pool is registered from the
+//! end of its header (when it has one) to its end, so RMA into the header
+//! fails in the provider. Under the appliance method (`--persist-apm`,
+//! granted only on persistent memory or with `RPMEMD_FORCE_PMEM=1`) the
+//! client reads after its writes at the pool's first byte, so the whole pool
+//! is registered, header included, as PMDK's rpmemd does; the daemon then
+//! only serves inline and deep persists. Every persist message is checked
+//! (lane, range, header) before anything touches the pool. A pool set of
+//! several parts is mapped again at one address for them. PMDK's
 //! connections carry no secret: anyone who can reach the port while the
 //! session is open can connect a lane (up to the lanes granted).
 
@@ -23,7 +29,7 @@ use rpmem_proto::pmdk::fip::{Mode, Persist, PersistResp, PERSIST_HDR_LEN};
 use rpmem_proto::pmdk::obc::{self, Common, IbcAttr, Request, Response, CLOSE_REMOVE};
 use rpmem_proto::pmdk::{PersistMethod, Provider, Status as PStatus, PROTO_MAJOR, PROTO_MINOR};
 use rpmem_proto::{PoolAttr, Status};
-use rpmem_storage::{Pool, PoolSet, Range};
+use rpmem_storage::{Pool, PoolSet, PoolView, Range};
 use rpmem_transport::pmdk::spin_for;
 use rpmem_transport::spin;
 
@@ -121,7 +127,7 @@ pub fn serve(
         ibc.nlanes,
         session.provider.name(),
         ibc.port,
-        PersistMethod::Gpspm,
+        session.method,
     );
     let answer = if create {
         Response::Create {
@@ -182,7 +188,18 @@ fn open(
     let listening = listen(addr, provider)?;
     let pool = open_storage(&set, set_name, create, attr)?;
     let nlanes = c.nlanes.min(settings.max_lanes);
-    FabricSession::start(listening, pool, set, nlanes, c.buff_size)
+    let method = if !settings.persist_apm {
+        PersistMethod::Gpspm
+    } else if pool.persist_method().is_cache_flush() {
+        PersistMethod::Apm
+    } else {
+        info!(
+            "pool set '{set_name}': persist-apm needs persistent memory (or \
+             RPMEMD_FORCE_PMEM=1); PMDK's librpmem gets the general method"
+        );
+        PersistMethod::Gpspm
+    };
+    FabricSession::start(listening, pool, set, nlanes, c.buff_size, method)
         .map_err(|e| refusal(Status::Fatal, e))
 }
 
@@ -318,6 +335,10 @@ struct FabricSession {
     acceptor: JoinHandle<()>,
     /// Registration of the pool; dropped after every endpoint that used it.
     mr: Arc<MemoryRegion>,
+    /// The pool at one address when it has several parts; unmapped after
+    /// the registration.
+    view: Option<PoolView>,
+    method: PersistMethod,
 }
 
 impl FabricSession {
@@ -327,6 +348,7 @@ impl FabricSession {
         set: PoolSet,
         nlanes: u32,
         buff_size: u64,
+        method: PersistMethod,
     ) -> std::result::Result<(FabricSession, IbcAttr), String> {
         let size = pool.size();
         let mut spans = Vec::new();
@@ -335,18 +357,33 @@ impl FabricSession {
             Ok(())
         })
         .map_err(|e| format!("pool memory: {e}"))?;
-        let [span] = spans[..] else {
-            return Err(format!(
-                "the pool is mapped in {} pieces; PMDK's clients need it at one address (a pool set of one part)",
-                spans.len()
-            ));
+        // PMDK's clients address the pool at one address: a pool set of
+        // several parts is mapped again as one view for them.
+        let (base, view) = match spans[..] {
+            [span] => (span.as_ptr().cast::<u8>(), None),
+            _ => {
+                let view = pool.contiguous().map_err(|e| {
+                    format!(
+                        "PMDK's clients need the {} parts at one address: {e}",
+                        spans.len()
+                    )
+                })?;
+                (view.span().as_ptr().cast::<u8>(), Some(view))
+            }
         };
         let has_header = pool.has_header();
-        let skip = if has_header { HDR_LEN } else { 0 };
-        let base = span.as_ptr().cast::<u8>();
-        // SAFETY: the span is the live mapping of the pool, which `Shared`
-        // keeps open (an Arc) until `stop` has joined every thread that owns
-        // an endpoint and dropped the region; `skip` is inside it.
+        // Under the general method the header is not registered, so RMA
+        // into it fails; appliance clients read after their writes at the
+        // pool's first byte, so there the whole pool is registered.
+        let skip = if has_header && method == PersistMethod::Gpspm {
+            HDR_LEN
+        } else {
+            0
+        };
+        // SAFETY: `base..base+size` is the live mapping of the pool (or its
+        // view), which `Shared` (an Arc of the pool) and `view` keep open
+        // until `stop` has joined every thread that owns an endpoint and
+        // dropped the region; `skip` is inside it.
         let mr = unsafe {
             l.domain.register_raw(
                 base.add(skip as usize),
@@ -383,7 +420,7 @@ impl FabricSession {
         };
         let ibc = IbcAttr {
             port: l.port.into(),
-            persist_method: PersistMethod::Gpspm as u32,
+            persist_method: method as u32,
             rkey: remote.key,
             raddr,
             nlanes,
@@ -397,6 +434,8 @@ impl FabricSession {
                 threads,
                 acceptor,
                 mr,
+                view,
+                method,
             },
             ibc,
         ))
@@ -412,6 +451,7 @@ impl FabricSession {
             let _ = t.join();
         }
         drop(self.mr);
+        drop(self.view);
         drop(self.shared);
         if Arc::try_unwrap(self.pool).is_err() {
             warn!("the pool was still referenced at close");

@@ -184,8 +184,14 @@ pub fn one_part_set(t: &crate::LocalTarget, name: &str, opts: &str, size: u64) -
 /// The part file `part` holds, from pool offset 4096 on, exactly the local
 /// pool image `lanes.c` wrote to `image`.
 pub fn assert_part_matches_image(part: &Path, image: &Path) {
-    let want = std::fs::read(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
     let got = std::fs::read(part).unwrap_or_else(|e| panic!("{}: {e}", part.display()));
+    assert_pool_matches_image(&got, image);
+}
+
+/// The pool's bytes `got` hold, from offset 4096 on, exactly the local pool
+/// image `lanes.c` wrote to `image`.
+pub fn assert_pool_matches_image(got: &[u8], image: &Path) {
+    let want = std::fs::read(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
     assert!(!want.is_empty() && got.len() >= 4096 + want.len());
     if let Some(i) = got[4096..].iter().zip(&want).position(|(a, b)| a != b) {
         panic!(

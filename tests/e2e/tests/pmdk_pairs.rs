@@ -6,7 +6,7 @@
 //! `e2e::pmdk::prefix`).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -134,6 +134,75 @@ fn pmdk_librpmem_on_four_lanes_through_our_rpmemd_lands_byte_for_byte() {
     );
     assert!(out.contains("lanes: ok"), "{out}");
     pmdk::assert_part_matches_image(&part, &image);
+}
+
+/// `lanes.c` on PMDK's librpmem against our rpmemd started as `cmd` (an
+/// `RPMEM_CMD`) serving `set` in `t`; returns the daemon's log.
+fn lanes_through(pmdk: &Path, t: &LocalTarget, set: &str, cmd: &str) -> (PathBuf, String) {
+    let prog = compile_c_with(
+        &workspace_root().join("tests/c/lanes.c"),
+        pmdk,
+        &["-DROUNDS=40"],
+    );
+    let image = t.dir().join("lanes.image");
+    let o = run_with_timeout(
+        Command::new(&prog)
+            .args(["localhost", set, image.to_str().unwrap()])
+            .envs(pmdk::env(pmdk))
+            .envs(t.env())
+            .env("RPMEM_CMD", cmd),
+        Duration::from_secs(300),
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("lanes: ok"),
+        "{}",
+        text(&o, t)
+    );
+    (image, t.log())
+}
+
+/// With `--persist-apm` on persistent memory (forced here) PMDK's client
+/// gets the appliance method: its writes are made durable by its reads
+/// after them, and only inline and deep persists reach the daemon.
+#[test]
+fn pmdk_librpmem_gets_the_appliance_method_from_our_rpmemd() {
+    let Some(pmdk) = pmdk::prefix() else { return };
+    let t = LocalTarget::new();
+    let part = one_part_set(&t, "apm.set", "", 8 * MIB);
+    let cmd = format!("RPMEMD_FORCE_PMEM=1 {} --persist-apm", t.rpmem_cmd());
+    let (image, log) = lanes_through(pmdk, &t, "apm.set", &cmd);
+    assert!(
+        log.contains("sockets provider") && log.contains("Apm"),
+        "{log}"
+    );
+    pmdk::assert_part_matches_image(&part, &image);
+    // Without persistent memory the same request gets the general method.
+    fs::remove_file(&part).unwrap();
+    let cmd = format!("{} --persist-apm", t.rpmem_cmd());
+    let (image, log) = lanes_through(pmdk, &t, "apm.set", &cmd);
+    assert!(log.contains("persist-apm needs persistent memory"), "{log}");
+    assert!(log.contains("Gpspm"), "{log}");
+    pmdk::assert_part_matches_image(&part, &image);
+}
+
+/// A pool set of two parts, the persisted ranges crossing from one into the
+/// other: PMDK's client sees the pool at one address.
+#[test]
+fn pmdk_librpmem_writes_a_pool_set_of_two_parts_through_our_rpmemd() {
+    let Some(pmdk) = pmdk::prefix() else { return };
+    let t = LocalTarget::new();
+    let (p0, p1) = (t.dir().join("two.p0"), t.dir().join("two.p1"));
+    t.write_poolset(
+        "two.set",
+        &format!("PMEMPOOLSET\n2M {}\n8M {}\n", p0.display(), p1.display()),
+    );
+    let (image, log) = lanes_through(pmdk, &t, "two.set", &t.rpmem_cmd());
+    assert!(log.contains("session of PMDK's librpmem"), "{log}");
+    // The pool: all of the first part, then the second after its header.
+    let mut pool = fs::read(&p0).unwrap();
+    assert_eq!(pool.len() as u64, 2 * MIB);
+    pool.extend_from_slice(&fs::read(&p1).unwrap()[4096..]);
+    pmdk::assert_pool_matches_image(&pool, &image);
 }
 
 /// A PMDK client by hand: our codec on rpmemd's stdin/stdout, lanes through
