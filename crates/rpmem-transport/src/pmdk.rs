@@ -444,3 +444,50 @@ impl InitiatorLane for PmdkLane {
         self.ep.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_never_polls_verbs_polls_as_configured() {
+        let spin = Duration::from_micros(100);
+        assert_eq!(spin_for(Provider::Sockets, spin), Duration::ZERO);
+        assert_eq!(spin_for(Provider::Verbs, spin), spin);
+    }
+
+    #[test]
+    fn the_provider_is_chosen_as_pmdks_library_chooses_it() {
+        if Libfabric::load().is_err() {
+            eprintln!("skipping: needs libfabric");
+            return;
+        }
+        // Nothing enabled: the error names both switches.
+        let e = choose_provider("127.0.0.1", false, false).unwrap_err();
+        assert!(
+            e.contains("RPMEM_ENABLE_VERBS=0") && e.contains("RPMEM_ENABLE_SOCKETS=0"),
+            "{e}"
+        );
+        // Verbs excluded: sockets.
+        assert_eq!(
+            choose_provider("127.0.0.1", false, true),
+            Ok(Provider::Sockets)
+        );
+        // Both allowed: verbs where a device offers it, else sockets, and
+        // sockets excluded leaves verbs or an error saying why it is not.
+        let have_verbs = Libfabric::load()
+            .unwrap()
+            .getinfo(&Hints::connect("127.0.0.1", 0).provider("verbs"))
+            .is_ok();
+        let want = if have_verbs {
+            Provider::Verbs
+        } else {
+            Provider::Sockets
+        };
+        assert_eq!(choose_provider("127.0.0.1", true, true), Ok(want));
+        match choose_provider("127.0.0.1", true, false) {
+            Ok(p) => assert!(have_verbs && p == Provider::Verbs),
+            Err(e) => assert!(!have_verbs && e.contains("verbs: "), "{e}"),
+        }
+    }
+}
