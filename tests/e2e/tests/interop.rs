@@ -6,67 +6,41 @@
 //! Skipped (with a message) where `pmempool` is not installed.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use e2e::LocalTarget;
+use e2e::{have_tool, run_checked, LocalTarget};
 use rpmem::{PersistFlags, Pool, RemoveFlags};
 
 const MIB: usize = 1024 * 1024;
 const POOL: usize = 16 * MIB;
 
-fn have_pmempool() -> bool {
-    let ok = Command::new("pmempool")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("skipping: pmempool is not installed");
-    }
-    ok
-}
-
-fn pmempool(args: &[&str], file: &Path) -> Output {
-    Command::new("pmempool")
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run pmempool")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `pmempool create obj --layout=LAYOUT -s 16M PATH`.
-fn pmempool_create(path: &Path, layout: &str) {
-    let o = Command::new("pmempool")
-        .args(["create", "obj", &format!("--layout={layout}"), "-s", "16M"])
-        .arg(path)
-        .output()
-        .expect("run pmempool create");
-    assert!(o.status.success(), "pmempool create: {}", text(&o));
+/// `pmempool ARGS FILE`; it must succeed. Returns its stdout.
+fn pmempool(args: &[&str], file: &Path) -> String {
+    run_checked(Command::new("pmempool").args(args).arg(file))
 }
 
 fn one_part_set(t: &LocalTarget, name: &str, part: &Path) {
     t.write_poolset(name, &format!("PMEMPOOLSET\n16M {}\n", part.display()));
 }
 
+/// `<name>.set`, whose one part `<name>.part` is a 16 MiB obj pool with
+/// `layout` that `pmempool create` made; returns the part.
+fn pmempool_pool(t: &LocalTarget, name: &str, layout: &str) -> PathBuf {
+    let part = t.dir().join(format!("{name}.part"));
+    let layout = format!("--layout={layout}");
+    pmempool(&["create", "obj", &layout, "-s", "16M"], &part);
+    one_part_set(t, &format!("{name}.set"), &part);
+    part
+}
+
 #[test]
 fn pmempool_obj_pool_opens_through_our_daemon_with_its_attributes() {
-    if !have_pmempool() {
+    if !have_tool("pmempool") {
         return;
     }
     let t = LocalTarget::new();
-    let part = t.dir().join("pmdk.part");
-    pmempool_create(&part, "interop-layout");
-    one_part_set(&t, "pmdk.set", &part);
+    let part = pmempool_pool(&t, "pmdk", "interop-layout");
     let before = fs::read(&part).unwrap();
 
     let cfg = t.config();
@@ -101,20 +75,17 @@ fn pmempool_obj_pool_opens_through_our_daemon_with_its_attributes() {
         fs::read(&part).unwrap() == before,
         "open/close wrote nothing"
     );
-    let o = pmempool(&["check"], &part);
-    assert!(o.status.success(), "{}", text(&o));
+    pmempool(&["check"], &part);
 }
 
 #[test]
 fn parts_our_daemon_writes_pass_pmempool_info_and_check() {
-    if !have_pmempool() {
+    if !have_tool("pmempool") {
         return;
     }
     let t = LocalTarget::new();
     // The model: a pool pmempool made, read through our daemon.
-    let model = t.dir().join("model.part");
-    pmempool_create(&model, "copied");
-    one_part_set(&t, "model.set", &model);
+    pmempool_pool(&t, "model", "copied");
     let cfg = t.config();
     let (src, attr) = Pool::open(&cfg, "localhost", "model.set", POOL, 1)
         .unwrap_or_else(|e| panic!("open model: {e}; log: {}", t.log()));
@@ -139,14 +110,10 @@ fn parts_our_daemon_writes_pass_pmempool_info_and_check() {
     }
     pool.close().unwrap();
 
-    let o = pmempool(&["info"], &ours);
-    assert!(o.status.success(), "pmempool info: {}", text(&o));
-    let info = String::from_utf8_lossy(&o.stdout);
+    let info = pmempool(&["info"], &ours);
     assert!(info.contains("PMEMOBJ"), "{info}");
     assert!(info.contains("copied"), "layout shown: {info}");
-    let o = pmempool(&["check", "-v"], &ours);
-    assert!(o.status.success(), "pmempool check: {}", text(&o));
-    let check = String::from_utf8_lossy(&o.stdout);
+    let check = pmempool(&["check", "-v"], &ours);
     assert!(check.contains("consistent"), "{check}");
     assert!(!check.contains("not consistent"), "{check}");
 
@@ -159,7 +126,7 @@ fn parts_our_daemon_writes_pass_pmempool_info_and_check() {
 }
 
 /// A pool set of two 8 MiB parts at `dir/<stem>.p0`, `.p1`, named `name`.
-fn two_part_set(t: &LocalTarget, name: &str, stem: &str) -> [std::path::PathBuf; 2] {
+fn two_part_set(t: &LocalTarget, name: &str, stem: &str) -> [PathBuf; 2] {
     let parts = [0, 1].map(|i| t.dir().join(format!("{stem}.p{i}")));
     t.write_poolset(
         name,
@@ -174,18 +141,14 @@ fn two_part_set(t: &LocalTarget, name: &str, stem: &str) -> [std::path::PathBuf;
 
 #[test]
 fn multi_part_pools_move_both_ways_and_pass_pmempool_check() {
-    if !have_pmempool() {
+    if !have_tool("pmempool") {
         return;
     }
     let t = LocalTarget::new();
     // pmempool makes a two-part obj pool from a pool set in the poolset dir.
     two_part_set(&t, "pmdk2.set", "pmdk2");
-    let o = Command::new("pmempool")
-        .args(["create", "obj", "--layout=two-parts"])
-        .arg(t.dir().join("pmdk2.set"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "pmempool create: {}", text(&o));
+    let set = t.dir().join("pmdk2.set");
+    pmempool(&["create", "obj", "--layout=two-parts"], &set);
     // Our daemon opens it (every part header verified, links followed).
     let size = 16 * MIB - 4096;
     let cfg = t.config();
@@ -208,14 +171,10 @@ fn multi_part_pools_move_both_ways_and_pass_pmempool_check() {
         .unwrap();
     pool.close().unwrap();
     let set = t.dir().join("ours2.set");
-    let o = pmempool(&["check", "-v"], &set);
-    assert!(o.status.success(), "pmempool check: {}", text(&o));
-    let check = String::from_utf8_lossy(&o.stdout);
+    let check = pmempool(&["check", "-v"], &set);
     assert!(check.contains("part 1: pool header correct"), "{check}");
     assert!(check.contains(": consistent"), "{check}");
-    let o = pmempool(&["info"], &set);
-    assert!(o.status.success(), "pmempool info: {}", text(&o));
-    let info = String::from_utf8_lossy(&o.stdout);
+    let info = pmempool(&["info"], &set);
     assert!(info.contains("two-parts"), "{info}");
     assert!(info.contains("[OK]"), "{info}");
     assert!(!info.contains("[wrong"), "{info}");
