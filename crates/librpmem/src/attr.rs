@@ -77,16 +77,11 @@ mod tests {
     #[test]
     fn c_layout_matches_engine_encoding() {
         let a = PoolAttr {
-            signature: *b"PMEMOBJ\0",
-            major: 6,
             compat_features: 0x11,
             incompat_features: 0x22,
             ro_compat_features: 0x33,
-            poolset_uuid: [4; 16],
-            uuid: [5; 16],
-            next_uuid: [6; 16],
-            prev_uuid: [7; 16],
             user_flags: [0xf8; 16],
+            ..PoolAttr::sample(b"PMEMOBJ\0", 6)
         };
         let c = RpmemPoolAttr::from_attr(&a);
         // The in-memory C struct must be byte-for-byte the engine's encoding.

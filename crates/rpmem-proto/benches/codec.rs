@@ -2,7 +2,7 @@
 //! an ack on the client, and the reverse on the daemon.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use rpmem_proto::control::{Request, Response};
+use rpmem_proto::control::{PoolRequest, Request, Response};
 use rpmem_proto::data::{Ack, Op, RequestHeader};
 use rpmem_proto::Status;
 
@@ -33,10 +33,7 @@ fn data_path(c: &mut Criterion) {
 
 fn control_path(c: &mut Criterion) {
     let req = Request::Open {
-        version: 1,
-        pool_set: "pools/db.set".into(),
-        pool_size: 1 << 30,
-        nlanes: 64,
+        pool: PoolRequest::new("pools/db.set", 1 << 30, 64),
     };
     c.bench_function("control request encode", |b| {
         b.iter(|| black_box(&req).encode())

@@ -41,7 +41,7 @@ impl PoolAttr {
     /// Recognisable attributes for tests: `signature`, `major`, the uuids
     /// filled with 0x11 (pool set), 0x22 (pool), 0x33 (next), 0x44
     /// (previous), no features, zero user flags.
-    #[cfg(feature = "fixtures")]
+    #[cfg(any(test, feature = "fixtures"))]
     pub fn sample(signature: &[u8; SIG_LEN], major: u32) -> PoolAttr {
         PoolAttr {
             signature: *signature,
@@ -113,25 +113,20 @@ mod tests {
     #[test]
     fn layout_matches_c_struct_offsets() {
         let a = PoolAttr {
-            signature: *b"PMEMOBJ\0",
-            major: 6,
             compat_features: 1,
             incompat_features: 2,
             ro_compat_features: 3,
-            poolset_uuid: [4; 16],
-            uuid: [5; 16],
-            next_uuid: [6; 16],
-            prev_uuid: [7; 16],
             user_flags: [8; 16],
+            ..PoolAttr::sample(b"PMEMOBJ\0", 6)
         };
         let b = a.to_bytes();
         assert_eq!(&b[0..8], b"PMEMOBJ\0");
         assert_eq!(b[8], 6);
         assert_eq!(b[16], 2);
-        assert_eq!(b[24], 4);
-        assert_eq!(b[40], 5);
-        assert_eq!(b[56], 6);
-        assert_eq!(b[72], 7);
+        assert_eq!(b[24], 0x11);
+        assert_eq!(b[40], 0x22);
+        assert_eq!(b[56], 0x33);
+        assert_eq!(b[72], 0x44);
         assert_eq!(b[103], 8);
         assert_eq!(PoolAttr::from_bytes(&b), a);
         assert!(!a.is_zero());

@@ -5,7 +5,7 @@
 
 use crate::attr::PoolAttr;
 use crate::codec::{Reader, Writer};
-use crate::{DecodeError, Status};
+use crate::{DecodeError, Status, PROTO_VERSION};
 
 /// Largest control frame body either side accepts.
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -16,32 +16,61 @@ pub const MAX_MESSAGE: usize = 16 * 1024;
 /// Length of the per-session secret that data connections must present.
 pub const SECRET_LEN: usize = 32;
 
+/// What a create and an open request both ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRequest {
+    /// The initiator's protocol version.
+    pub version: u16,
+    /// Pool set file name, relative to the daemon's poolset directory.
+    pub pool_set: String,
+    /// Size of the initiator's local region.
+    pub pool_size: u64,
+    /// Lanes wanted.
+    pub nlanes: u32,
+}
+
+impl PoolRequest {
+    /// A request in this protocol's version ([`PROTO_VERSION`]).
+    pub fn new(pool_set: impl Into<String>, pool_size: u64, nlanes: u32) -> PoolRequest {
+        PoolRequest {
+            version: PROTO_VERSION,
+            pool_set: pool_set.into(),
+            pool_size,
+            nlanes,
+        }
+    }
+
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u16(self.version);
+        w.str(&self.pool_set);
+        w.u64(self.pool_size);
+        w.u32(self.nlanes);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(PoolRequest {
+            version: r.u16()?,
+            pool_set: r.str("pool set name", MAX_NAME)?,
+            pool_size: r.u64()?,
+            nlanes: r.u32()?,
+        })
+    }
+}
+
 /// A request from the initiator to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Create a pool from a pool set file and open it.
     Create {
-        /// The initiator's protocol version.
-        version: u16,
-        /// Pool set file name, relative to the daemon's poolset directory.
-        pool_set: String,
-        /// Size of the initiator's local region.
-        pool_size: u64,
-        /// Lanes wanted.
-        nlanes: u32,
+        /// The pool and the session wanted.
+        pool: PoolRequest,
         /// Attributes to store in the header; `None` for a pool without headers.
         attr: Option<PoolAttr>,
     },
     /// Open an existing pool.
     Open {
-        /// The initiator's protocol version.
-        version: u16,
-        /// Pool set file name, relative to the daemon's poolset directory.
-        pool_set: String,
-        /// Size of the initiator's local region.
-        pool_size: u64,
-        /// Lanes wanted.
-        nlanes: u32,
+        /// The pool and the session wanted.
+        pool: PoolRequest,
     },
     /// Overwrite the attributes in the pool header.
     SetAttr {
@@ -207,7 +236,15 @@ impl Request {
     /// Whether this request opens a pool: the first request of a session
     /// must, and no later one may.
     pub fn opens_pool(&self) -> bool {
-        matches!(self, Request::Create { .. } | Request::Open { .. })
+        self.pool().is_some()
+    }
+
+    /// What a create or open request asks for; `None` for the others.
+    pub fn pool(&self) -> Option<&PoolRequest> {
+        match self {
+            Request::Create { pool, .. } | Request::Open { pool } => Some(pool),
+            Request::SetAttr { .. } | Request::Close => None,
+        }
     }
 
     /// The legal answers: create and open are answered by `Opened` or
@@ -228,18 +265,9 @@ impl Request {
     /// Encodes the request as a complete frame (length prefix included).
     pub fn encode(&self) -> Vec<u8> {
         frame(|w| match self {
-            Request::Create {
-                version,
-                pool_set,
-                pool_size,
-                nlanes,
-                attr,
-            } => {
+            Request::Create { pool, attr } => {
                 w.u8(REQ_CREATE);
-                w.u16(*version);
-                w.str(pool_set);
-                w.u64(*pool_size);
-                w.u32(*nlanes);
+                pool.write(w);
                 match attr {
                     Some(a) => {
                         w.u8(1);
@@ -248,17 +276,9 @@ impl Request {
                     None => w.u8(0),
                 }
             }
-            Request::Open {
-                version,
-                pool_set,
-                pool_size,
-                nlanes,
-            } => {
+            Request::Open { pool } => {
                 w.u8(REQ_OPEN);
-                w.u16(*version);
-                w.str(pool_set);
-                w.u64(*pool_size);
-                w.u32(*nlanes);
+                pool.write(w);
             }
             Request::SetAttr { attr } => {
                 w.u8(REQ_SET_ATTR);
@@ -273,10 +293,7 @@ impl Request {
         let mut r = Reader::new(body);
         let req = match r.u8()? {
             REQ_CREATE => Request::Create {
-                version: r.u16()?,
-                pool_set: r.str("pool set name", MAX_NAME)?,
-                pool_size: r.u64()?,
-                nlanes: r.u32()?,
+                pool: PoolRequest::read(&mut r)?,
                 attr: match r.u8()? {
                     0 => None,
                     1 => Some(PoolAttr::read(&mut r)?),
@@ -284,10 +301,7 @@ impl Request {
                 },
             },
             REQ_OPEN => Request::Open {
-                version: r.u16()?,
-                pool_set: r.str("pool set name", MAX_NAME)?,
-                pool_size: r.u64()?,
-                nlanes: r.u32()?,
+                pool: PoolRequest::read(&mut r)?,
             },
             REQ_SET_ATTR => Request::SetAttr {
                 attr: PoolAttr::read(&mut r)?,
@@ -422,10 +436,7 @@ mod tests {
     #[test]
     fn only_legal_responses_answer_a_request() {
         let open = Request::Open {
-            version: 1,
-            pool_set: "a".into(),
-            pool_size: 1,
-            nlanes: 1,
+            pool: PoolRequest::new("a", 1, 1),
         };
         let refused = Response::Error {
             status: Status::Busy,
@@ -461,27 +472,18 @@ mod tests {
     fn requests_round_trip() {
         let reqs = [
             Request::Create {
-                version: 1,
-                pool_set: "a/b.set".into(),
-                pool_size: 1 << 30,
-                nlanes: 1024,
+                pool: PoolRequest::new("a/b.set", 1 << 30, 1024),
                 attr: Some(PoolAttr {
                     major: 3,
                     ..Default::default()
                 }),
             },
             Request::Create {
-                version: 1,
-                pool_set: "x.set".into(),
-                pool_size: 8192,
-                nlanes: 1,
+                pool: PoolRequest::new("x.set", 8192, 1),
                 attr: None,
             },
             Request::Open {
-                version: 1,
-                pool_set: "x.set".into(),
-                pool_size: 8192,
-                nlanes: 4,
+                pool: PoolRequest::new("x.set", 8192, 4),
             },
             Request::SetAttr {
                 attr: PoolAttr::default(),
@@ -554,8 +556,8 @@ mod tests {
         #[test]
         fn mutated_frames_decode_or_fail_cleanly(which in 0usize..5, at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
             let frames = [
-                Request::Create { version: 1, pool_set: "a.set".into(), pool_size: 1 << 20, nlanes: 4, attr: Some(PoolAttr::default()) }.encode(),
-                Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode(),
+                Request::Create { pool: PoolRequest::new("a.set", 1 << 20, 4), attr: Some(PoolAttr::default()) }.encode(),
+                Request::Open { pool: PoolRequest::new("p.set", 1 << 20, 2) }.encode(),
                 Request::SetAttr { attr: PoolAttr::default() }.encode(),
                 Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN] }).encode(),
                 Response::Error { status: Status::Busy, message: "busy".into() }.encode(),
@@ -574,7 +576,7 @@ mod tests {
 
         #[test]
         fn every_truncation_is_an_error(cut in 0usize..64) {
-            let f = Request::Open { version: 1, pool_set: "p.set".into(), pool_size: 1 << 20, nlanes: 2 }.encode();
+            let f = Request::Open { pool: PoolRequest::new("p.set", 1 << 20, 2) }.encode();
             let b = &f[4..];
             if cut < b.len() {
                 prop_assert!(Request::decode(&b[..cut]).is_err());

@@ -297,16 +297,8 @@ mod tests {
 
     fn attr() -> PoolAttr {
         PoolAttr {
-            signature: *b"PMEMOBJ\0",
-            major: 6,
             compat_features: FEAT_CHECK_BAD_BLOCKS,
-            incompat_features: 0,
-            ro_compat_features: 0,
-            poolset_uuid: [1; 16],
-            uuid: [2; 16],
-            next_uuid: [3; 16],
-            prev_uuid: [4; 16],
-            user_flags: [0; 16],
+            ..PoolAttr::sample(b"PMEMOBJ\0", 6)
         }
     }
 
@@ -318,10 +310,10 @@ mod tests {
         assert_eq!(&b[0..8], b"PMEMOBJ\0");
         assert_eq!(b[8], 6);
         assert_eq!(b[12], 1);
-        assert_eq!(&b[24..40], &[1; 16]);
-        assert_eq!(&b[40..56], &[2; 16]);
-        assert_eq!(&b[88..104], &[4; 16], "prev_repl_uuid");
-        assert_eq!(&b[104..120], &[3; 16], "next_repl_uuid");
+        assert_eq!(&b[24..40], &[0x11; 16]);
+        assert_eq!(&b[40..56], &[0x22; 16]);
+        assert_eq!(&b[88..104], &[0x44; 16], "prev_repl_uuid");
+        assert_eq!(&b[104..120], &[0x33; 16], "next_repl_uuid");
         assert_eq!(b[120], 0x88);
         // Host arch flags filled in: 64-bit class, little endian.
         assert_eq!(b[136], 2);

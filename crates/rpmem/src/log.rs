@@ -62,34 +62,40 @@ pub(crate) fn file_name(value: &str, pid: u32) -> String {
     }
 }
 
+/// The log line of record `r`, as PMDK's librpmem writes one. Names and the
+/// target's messages can hold anything: control characters are escaped, so
+/// that one record is one line.
+fn line(r: &Record<'_>) -> String {
+    let text = r.args().to_string();
+    format!(
+        "<librpmem>: <{}> [{}] {}\n",
+        number(r.level()),
+        r.module_path().unwrap_or("rpmem"),
+        escape_controls(&text)
+    )
+}
+
+impl Sink {
+    /// Writes `line` whole; a failure to log is not the caller's failure.
+    fn write_line(&self, line: &str) {
+        let _ = match self {
+            Sink::File(f) => f
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_all(line.as_bytes()),
+            Sink::Stderr => std::io::stderr().write_all(line.as_bytes()),
+        };
+    }
+}
+
 impl Log for Logger {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
         m.level() <= log::max_level()
     }
 
     fn log(&self, r: &Record<'_>) {
-        if !self.enabled(r.metadata()) {
-            return;
-        }
-        // Names and the target's messages can hold anything; one record is
-        // one line.
-        let text = r.args().to_string();
-        let line = format!(
-            "<librpmem>: <{}> [{}] {}\n",
-            number(r.level()),
-            r.module_path().unwrap_or("rpmem"),
-            escape_controls(&text)
-        );
-        match &self.sink {
-            Sink::File(f) => {
-                let _ = f
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .write_all(line.as_bytes());
-            }
-            Sink::Stderr => {
-                let _ = std::io::stderr().write_all(line.as_bytes());
-            }
+        if self.enabled(r.metadata()) {
+            self.sink.write_line(&line(r));
         }
     }
 

@@ -2,9 +2,9 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use rpmem_proto::control::{Answer, Request, Session};
+use rpmem_proto::control::{Answer, PoolRequest, Request, Session};
 use rpmem_proto::data::wire_flags;
-use rpmem_proto::{PoolAttr, PROTO_VERSION};
+use rpmem_proto::PoolAttr;
 use rpmem_transport::initiator::{Connector, LaneOptions};
 use rpmem_transport::tcp::TcpConnector;
 use rpmem_transport::Region;
@@ -264,20 +264,10 @@ impl RemotePool {
         let cmd = next_command(&cfg.cmd);
         log::debug!("{name}: starting '{cmd}' through '{}'", cfg.ssh);
         let control = Control::start(cfg, &target, &cmd)?;
+        let pool = PoolRequest::new(pool_set, size as u64, want);
         let req = match mode {
-            Mode::Create(attr) => Request::Create {
-                version: PROTO_VERSION,
-                pool_set: pool_set.into(),
-                pool_size: size as u64,
-                nlanes: want,
-                attr,
-            },
-            Mode::Open => Request::Open {
-                version: PROTO_VERSION,
-                pool_set: pool_set.into(),
-                pool_size: size as u64,
-                nlanes: want,
-            },
+            Mode::Create(attr) => Request::Create { pool, attr },
+            Mode::Open => Request::Open { pool },
         };
         // SAFETY: forwarded from create/open's caller.
         let r = unsafe {
@@ -326,20 +316,19 @@ impl RemotePool {
         req: &Request,
         addr: *const u8,
     ) -> Result<(RemotePool, PoolAttr)> {
-        let (size, want, verb, pool_set) = match req {
-            Request::Create {
-                pool_size,
-                nlanes,
-                pool_set,
-                ..
-            } => (*pool_size, *nlanes, "created", pool_set),
-            Request::Open {
-                pool_size,
-                nlanes,
-                pool_set,
-                ..
-            } => (*pool_size, *nlanes, "opened", pool_set),
-            other => return Err(invalid(format!("{} does not open a pool", other.name()))),
+        let Some(PoolRequest {
+            pool_size,
+            nlanes: want,
+            pool_set,
+            ..
+        }) = req.pool()
+        else {
+            return Err(invalid(format!("{} does not open a pool", req.name())));
+        };
+        let (size, want) = (*pool_size, *want);
+        let verb = match req {
+            Request::Create { .. } => "created",
+            _ => "opened",
         };
         let size = usize::try_from(size).map_err(|_| invalid("pool_size is too large"))?;
         check_region(addr, size, want)?;

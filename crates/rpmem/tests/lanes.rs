@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use memmap2::MmapMut;
 use rpmem::{Config, ControlChannel, Error, RemotePool, PERSIST_RELAXED};
-use rpmem_proto::control::{Answer, Request, Session, SECRET_LEN};
+use rpmem_proto::control::{Answer, PoolRequest, Request, Session, SECRET_LEN};
 use rpmem_proto::data::{
     Ack, Hello, Op, RequestHeader, ACK_LEN, FLAG_RELAXED, HEADER_LEN, HELLO_LEN, HELLO_TAG,
 };
@@ -163,10 +163,7 @@ impl Fixture {
 
     fn open(&self, connector: &Scripted) -> Result<RemotePool, Error> {
         let req = Request::Open {
-            version: PROTO_VERSION,
-            pool_set: "in-memory.set".into(),
-            pool_size: SIZE as u64,
-            nlanes: 1,
+            pool: PoolRequest::new("in-memory.set", SIZE as u64, 1),
         };
         let control = Box::new(Control(self.calls.clone()));
         // SAFETY: the region outlives the pool (every test drops the pool

@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 use std::net::IpAddr;
 
 use log::{debug, error, info, warn};
-use rpmem_proto::control::{self, Request, Response, Session, SECRET_LEN};
+use rpmem_proto::control::{self, PoolRequest, Request, Response, Session, SECRET_LEN};
 use rpmem_proto::pmdk::obc;
 use rpmem_proto::{PoolAttr, Status, PROTO_VERSION};
 use rpmem_storage::{resolve_name, ErrorKind, Pool, PoolSet, StorageError};
@@ -137,12 +137,10 @@ pub(crate) fn storage_refusal(set: &str, e: &StorageError) -> Refusal {
     refusal(storage_status(e), format!("pool set '{set}': {e}"))
 }
 
+/// A create or open request, whichever came.
 struct OpenReq<'a> {
+    pool: &'a PoolRequest,
     create: bool,
-    version: u16,
-    pool_set: &'a str,
-    pool_size: u64,
-    nlanes: u32,
     attr: Option<PoolAttr>,
 }
 
@@ -174,31 +172,14 @@ pub fn serve(settings: &Settings, ssh: &SshConnection) -> Result<()> {
     }
     let first = read_frame_after(start, &mut input)?;
     let req = match &first {
-        Request::Create {
-            version,
-            pool_set,
-            pool_size,
-            nlanes,
-            attr,
-        } => OpenReq {
+        Request::Create { pool, attr } => OpenReq {
+            pool,
             create: true,
-            version: *version,
-            pool_set,
-            pool_size: *pool_size,
-            nlanes: *nlanes,
             attr: *attr,
         },
-        Request::Open {
-            version,
-            pool_set,
-            pool_size,
-            nlanes,
-        } => OpenReq {
+        Request::Open { pool } => OpenReq {
+            pool,
             create: false,
-            version: *version,
-            pool_set,
-            pool_size: *pool_size,
-            nlanes: *nlanes,
             attr: None,
         },
         other => {
@@ -216,7 +197,7 @@ pub fn serve(settings: &Settings, ssh: &SshConnection) -> Result<()> {
     info!(
         "{} pool set '{}': {} bytes, {} lanes, data on {}:{}",
         if req.create { "created" } else { "opened" },
-        req.pool_set,
+        req.pool.pool_set,
         session.remote_size,
         session.nlanes,
         session.addr,
@@ -227,7 +208,7 @@ pub fn serve(settings: &Settings, ssh: &SshConnection) -> Result<()> {
         close(server);
         return Err(e);
     }
-    control_loop(&mut input, &mut out, server, req.pool_set)
+    control_loop(&mut input, &mut out, server, &req.pool.pool_set)
 }
 
 fn fail(out: &mut impl Write, r: Refusal) -> Result<()> {
@@ -292,19 +273,19 @@ fn open_pool(
     req: &OpenReq<'_>,
 ) -> std::result::Result<(DataServer, Session), Refusal> {
     let addr = ssh.server;
-    if req.version != PROTO_VERSION {
+    if req.pool.version != PROTO_VERSION {
         return Err(refusal(
             Status::BadProtocol,
             format!(
                 "protocol version {} is not supported (this rpmemd speaks {PROTO_VERSION})",
-                req.version
+                req.pool.version
             ),
         ));
     }
-    if req.nlanes == 0 {
+    if req.pool.nlanes == 0 {
         return Err(refusal(Status::BadNlanes, "zero lanes requested"));
     }
-    let set = load_set(settings, req.pool_set, req.pool_size)?;
+    let set = load_set(settings, &req.pool.pool_set, req.pool.pool_size)?;
     let listener =
         TcpListener::bind(addr, spin::window_from_env(spin::TARGET_SPIN_VAR)).map_err(|e| {
             refusal(
@@ -318,9 +299,9 @@ fn open_pool(
     let mut secret = [0u8; SECRET_LEN];
     getrandom::getrandom(&mut secret)
         .map_err(|e| refusal(Status::Fatal, format!("no random session secret: {e}")))?;
-    let set_name = req.pool_set;
+    let set_name = req.pool.pool_set.as_str();
     let pool = open_storage(&set, set_name, req.create, req.attr.as_ref())?;
-    let nlanes = req.nlanes.min(settings.max_lanes);
+    let nlanes = req.pool.nlanes.min(settings.max_lanes);
     let has_header = pool.has_header();
     let attr = pool.attr().unwrap_or_default();
     let size = pool.size();

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
-use rpmem_proto::control::Request;
+use rpmem_proto::control::{PoolRequest, Request};
 use rpmem_proto::data::{Op, FLAG_RELAXED};
 use rpmem_proto::{Status, PROTO_VERSION};
 use rpmem_storage::header::{PoolHeader, HEADER_LEN};
@@ -197,10 +197,10 @@ fn bad_protocol_version_is_refused() {
     env.set("v.set", "NOHDRS", &[2 * M]);
     let mut d = env.spawn(&[]);
     let r = d.call(&Request::Create {
-        version: PROTO_VERSION + 1,
-        pool_set: "v.set".into(),
-        pool_size: 4096,
-        nlanes: 1,
+        pool: PoolRequest {
+            version: PROTO_VERSION + 1,
+            ..PoolRequest::new("v.set", 4096, 1)
+        },
         attr: None,
     });
     assert_eq!(error_status(r).0, Status::BadProtocol);

@@ -21,7 +21,7 @@ use e2e::faults::{
 };
 use e2e::{bin, compile_c, is_root, read_file, workspace_root, LocalTarget, Served};
 use rpmem::{Config, PersistFlags, Pool};
-use rpmem_proto::control::{self, Request, Response, Session};
+use rpmem_proto::control::{self, PoolRequest, Request, Response, Session};
 use rpmem_proto::data::{
     Ack, Hello, Op, RequestHeader, ACK_LEN, FLAG_RELAXED, HEADER_LEN, HELLO_LEN,
 };
@@ -568,10 +568,7 @@ fn full_target_filesystem_fails_create_with_enospc_and_leaves_no_files() {
 /// An Open request frame.
 fn open_frame(set: &str, size: usize, nlanes: u32) -> Vec<u8> {
     Request::Open {
-        version: PROTO_VERSION,
-        pool_set: set.into(),
-        pool_size: size as u64,
-        nlanes,
+        pool: PoolRequest::new(set, size as u64, nlanes),
     }
     .encode()
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
-use rpmem_proto::control::{self, Request, Response, Session};
+use rpmem_proto::control::{self, PoolRequest, Request, Response, Session};
 use rpmem_proto::data::{Ack, Hello, Op, RequestHeader, ACK_LEN};
 use rpmem_proto::{PoolAttr, Status, PROTO_VERSION};
 
@@ -121,20 +121,14 @@ impl Daemon {
         attr: Option<PoolAttr>,
     ) -> Response {
         self.call(&Request::Create {
-            version: PROTO_VERSION,
-            pool_set: set.into(),
-            pool_size: size,
-            nlanes,
+            pool: PoolRequest::new(set, size, nlanes),
             attr,
         })
     }
 
     pub fn open(&mut self, set: &str, size: u64, nlanes: u32) -> Response {
         self.call(&Request::Open {
-            version: PROTO_VERSION,
-            pool_set: set.into(),
-            pool_size: size,
-            nlanes,
+            pool: PoolRequest::new(set, size, nlanes),
         })
     }
 
