@@ -221,9 +221,7 @@ fn second_daemon_on_the_same_pool_is_busy() {
     // Once the first session ends (its initiator vanished: exit status 1,
     // as PMDK's rpmemd), the pool is free.
     assert_eq!(a.finish().0.code(), Some(1));
-    let mut c = env.spawn(&[]);
-    opened(c.open("b.set", 2 * M, 1));
-    assert!(c.close().0.success());
+    env.assert_reopens("b.set");
 }
 
 #[test]
@@ -234,18 +232,14 @@ fn killed_daemon_releases_the_lock() {
     opened(a.create("k.set", 2 * M, 1, None));
     a.child.kill().unwrap();
     a.child.wait().unwrap();
-    let mut c = env.spawn(&[]);
-    opened(c.open("k.set", 2 * M, 1));
-    assert!(c.close().0.success());
+    env.assert_reopens("k.set");
 }
 
 #[test]
 fn unauthenticated_connections_are_dropped_without_touching_the_pool() {
     let env = Env::new();
-    let parts = env.set("s.set", "NOHDRS", &[2 * M]);
-    let mut d = env.spawn(&[]);
-    let s = opened(d.create("s.set", 2 * M, 2, None));
-    let before = fs::read(&parts[0]).unwrap();
+    let (part, mut d, s) = env.created("s.set", 2);
+    let before = fs::read(&part).unwrap();
     let mut wrong = s.secret;
     wrong[31] ^= 1;
     let (mut t, ack) = connect_raw(&s, 0, wrong);
@@ -265,7 +259,7 @@ fn unauthenticated_connections_are_dropped_without_touching_the_pool() {
     let _silent = std::net::TcpStream::connect((s.addr.as_str(), s.port)).unwrap();
     let mut l1 = connect(&s, 1);
     assert_eq!(read_remote(&mut l1, 0, 16).unwrap(), vec![0u8; 16]);
-    assert_eq!(fs::read(&parts[0]).unwrap(), before);
+    assert_eq!(fs::read(&part).unwrap(), before);
     assert_eq!(d.call(&Request::Close), rpmem_proto::control::Response::Ok);
     assert!(d.finish().0.success());
 }
@@ -273,9 +267,7 @@ fn unauthenticated_connections_are_dropped_without_touching_the_pool() {
 #[test]
 fn out_of_range_requests_are_refused() {
     let env = Env::new();
-    env.set("r.set", "NOHDRS", &[2 * M]);
-    let mut d = env.spawn(&[]);
-    let s = opened(d.create("r.set", 2 * M, 1, None));
+    let (_, d, s) = env.created("r.set", 1);
     let mut l = connect(&s, 0);
     assert_eq!(
         persist(&mut l, Op::Persist, 0, 2 * M - 1, b"ab"),
@@ -324,17 +316,13 @@ fn garbage_on_the_control_channel_ends_the_session_without_writing() {
     let (st, _) = d.finish();
     assert!(!st.success());
     assert_eq!(fs::read(&parts[0]).unwrap(), before);
-    let mut d = env.spawn(&[]);
-    opened(d.open("g.set", 2 * M, 1));
-    assert!(d.close().0.success());
+    env.assert_reopens("g.set");
 }
 
 #[test]
 fn initiator_death_makes_pending_flushes_durable_and_exits_non_zero() {
     let env = Env::new();
-    let parts = env.set("f.set", "NOHDRS", &[2 * M]);
-    let mut d = env.spawn(&[]);
-    let s = opened(d.create("f.set", 2 * M, 1, None));
+    let (part, d, s) = env.created("f.set", 1);
     let mut l = connect(&s, 0);
     send_op(&mut l, Op::Flush, 0, 64, b"pending", 1);
     // Give the lane a moment to receive the flush, then vanish.
@@ -343,7 +331,7 @@ fn initiator_death_makes_pending_flushes_durable_and_exits_non_zero() {
     // No close: an abnormal end, exit status 1 as PMDK's rpmemd.
     let (st, err) = d.finish();
     assert_eq!(st.code(), Some(1), "{err}");
-    assert_eq!(file_bytes(&parts[0], 64, 7), b"pending");
+    assert_eq!(file_bytes(&part, 64, 7), b"pending");
 }
 
 #[test]
@@ -395,9 +383,7 @@ fn silent_connections_cannot_pile_up() {
 fn cut_payload_lands_only_in_whole_pieces_and_is_not_acknowledged() {
     const PIECE: usize = 64 << 10;
     let env = Env::new();
-    let parts = env.set("cut.set", "NOHDRS", &[2 * M]);
-    let mut d = env.spawn(&[]);
-    let s = opened(d.create("cut.set", 2 * M, 1, None));
+    let (part, d, s) = env.created("cut.set", 1);
     let mut l = connect(&s, 0);
     let off = 8192u64;
     let payload: Vec<u8> = (0..4 * PIECE).map(|i| (i % 251 + 1) as u8).collect();
@@ -419,7 +405,7 @@ fn cut_payload_lands_only_in_whole_pieces_and_is_not_acknowledged() {
     );
     drop(l);
     assert!(d.close().0.success());
-    let file = fs::read(&parts[0]).unwrap();
+    let file = fs::read(&part).unwrap();
     let at = off as usize;
     assert!(file[at..at + 2 * PIECE] == payload[..2 * PIECE]);
     assert!(

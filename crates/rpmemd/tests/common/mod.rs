@@ -59,6 +59,23 @@ impl Env {
     pub fn spawn(&self, extra: &[&str]) -> Daemon {
         Daemon::spawn(self.cmd().args(extra))
     }
+
+    /// A fresh daemon creates pool set `name`, one 2 MiB part without
+    /// headers, with `nlanes` lanes: the part, the daemon, its session.
+    pub fn created(&self, name: &str, nlanes: u32) -> (PathBuf, Daemon, Session) {
+        let part = self.set(name, "NOHDRS", &[2 * M]).remove(0);
+        let mut d = self.spawn(&[]);
+        let s = opened(d.create(name, 2 * M, nlanes, None));
+        (part, d, s)
+    }
+
+    /// A fresh daemon opens pool set `name` (2 MiB) and closes it cleanly:
+    /// whoever had it has released it.
+    pub fn assert_reopens(&self, name: &str) {
+        let mut d = self.spawn(&[]);
+        opened(d.open(name, 2 * M, 1));
+        assert!(d.close().0.success());
+    }
 }
 
 pub struct Daemon {
