@@ -68,10 +68,7 @@ impl PmdkControl {
         attr: PoolAttr,
         has_header: bool,
     ) -> Result<Answer> {
-        let pool_size = match req {
-            Request::Create { pool_size, .. } | Request::Open { pool_size, .. } => *pool_size,
-            _ => 0,
-        };
+        let pool_size = req.pool().map_or(0, |p| p.pool_size);
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(PmdkTarget {
             node: self.node.clone(),
             provider: self.provider,
@@ -98,29 +95,18 @@ fn proto(e: impl std::fmt::Display) -> Error {
 impl ControlChannel for PmdkControl {
     fn call(&mut self, req: &Request) -> Result<Answer> {
         let (msg, want) = match req {
-            Request::Create {
-                pool_set,
-                pool_size,
-                nlanes,
-                attr,
-                ..
-            } => (
+            Request::Create { pool, attr } => (
                 obc::Request::Create {
-                    common: self.common(*pool_size, *nlanes),
+                    common: self.common(pool.pool_size, pool.nlanes),
                     attr: attr.unwrap_or_default(),
-                    pool_desc: pool_set.clone(),
+                    pool_desc: pool.pool_set.clone(),
                 },
                 MsgType::CreateResp,
             ),
-            Request::Open {
-                pool_set,
-                pool_size,
-                nlanes,
-                ..
-            } => (
+            Request::Open { pool } => (
                 obc::Request::Open {
-                    common: self.common(*pool_size, *nlanes),
-                    pool_desc: pool_set.clone(),
+                    common: self.common(pool.pool_size, pool.nlanes),
+                    pool_desc: pool.pool_set.clone(),
                 },
                 MsgType::OpenResp,
             ),
