@@ -376,12 +376,12 @@ fn silent_connections_cannot_pile_up() {
 }
 
 /// A persist whose payload is cut short is never acknowledged; on the
-/// default path what lands in the pool is whole 64 KiB pieces received
-/// before the cut (no piece written in part, no aligned word torn), as
-/// README's fault table says.
+/// default path what lands in the pool is whole staging-buffer pieces
+/// received before the cut (no piece written in part, no aligned word
+/// torn), as README's fault table says.
 #[test]
 fn cut_payload_lands_only_in_whole_pieces_and_is_not_acknowledged() {
-    const PIECE: usize = 64 << 10;
+    const PIECE: usize = rpmem_transport::tcp::STAGE_LEN;
     let env = Env::new();
     let (part, d, s) = env.created("cut.set", 1);
     let mut l = connect(&s, 0);
