@@ -63,6 +63,7 @@ fn bench_alternates_every_figure_with_its_floor_and_plots_them() {
         [
             "persist 64 B",
             "persist 4 KiB",
+            "persist 64 KiB",
             "read 4 KiB",
             "flush 4 KiB ×16 + drain"
         ]
@@ -133,6 +134,8 @@ fn bench_alternates_every_figure_with_its_floor_and_plots_them() {
         "persist 64 B (raw floor)",
         "persist 4 KiB",
         "persist 4 KiB (raw floor)",
+        "persist 64 KiB",
+        "persist 64 KiB (raw floor)",
         "rpmem, lanes of one pool",
         "raw floor, streams",
         "rpmem, one session per pool",
@@ -144,8 +147,8 @@ fn bench_alternates_every_figure_with_its_floor_and_plots_them() {
         );
     }
     assert!(!texts.iter().any(|t| t.starts_with("read")), "{texts:?}");
-    // Four latency curves and four throughput lines, beside the grid and legend.
-    assert!(lines >= 8, "{lines} lines");
+    // Six latency curves and four throughput lines, beside the grid and legend.
+    assert!(lines >= 10, "{lines} lines");
 }
 
 #[test]

@@ -554,7 +554,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     } else {
         0
     };
-    let steps = 4 * u64::from(want(Group::Latency))
+    let steps = 5 * u64::from(want(Group::Latency))
         + 4 * u64::from(want(Group::Throughput))
         + u64::from(sessions > 0)
         + creates as u64
@@ -611,8 +611,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let floor = Bench::floor(&pool);
     let limit = pool.size();
     let mut latency = Vec::new();
+    // 64 KiB: the bytes of the flush burst below in one message, its floor
+    // the least any sender pays to move them and get one answer.
     let sizes: &[usize] = if want(Group::Latency) {
-        &[64, 4096]
+        &[64, 4096, 64 << 10]
     } else {
         &[]
     };
