@@ -76,13 +76,7 @@ mod tests {
 
     #[test]
     fn c_layout_matches_engine_encoding() {
-        let a = PoolAttr {
-            compat_features: 0x11,
-            incompat_features: 0x22,
-            ro_compat_features: 0x33,
-            user_flags: [0xf8; 16],
-            ..PoolAttr::sample(b"PMEMOBJ\0", 6)
-        };
+        let a = PoolAttr::distinct();
         let c = RpmemPoolAttr::from_attr(&a);
         // The in-memory C struct must be byte-for-byte the engine's encoding.
         let mut raw = [0u8; 104];

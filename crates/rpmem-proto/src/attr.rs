@@ -54,6 +54,20 @@ impl PoolAttr {
         }
     }
 
+    /// Attributes no two of whose fields hold the same bytes, for layout
+    /// tests: [`PoolAttr::sample`]`(b"PMEMOBJ\0", 6)` with features 1, 2
+    /// and 3 and user flags 0xf8.
+    #[cfg(any(test, feature = "fixtures"))]
+    pub fn distinct() -> PoolAttr {
+        PoolAttr {
+            compat_features: 1,
+            incompat_features: 2,
+            ro_compat_features: 3,
+            user_flags: [0xf8; UUID_LEN],
+            ..PoolAttr::sample(b"PMEMOBJ\0", 6)
+        }
+    }
+
     /// True when every field is zero: librpmem treats that like a NULL attr.
     pub fn is_zero(&self) -> bool {
         *self == PoolAttr::default()
@@ -112,13 +126,7 @@ mod tests {
 
     #[test]
     fn layout_matches_c_struct_offsets() {
-        let a = PoolAttr {
-            compat_features: 1,
-            incompat_features: 2,
-            ro_compat_features: 3,
-            user_flags: [8; 16],
-            ..PoolAttr::sample(b"PMEMOBJ\0", 6)
-        };
+        let a = PoolAttr::distinct();
         let b = a.to_bytes();
         assert_eq!(&b[0..8], b"PMEMOBJ\0");
         assert_eq!(b[8], 6);
@@ -127,7 +135,7 @@ mod tests {
         assert_eq!(b[40], 0x22);
         assert_eq!(b[56], 0x33);
         assert_eq!(b[72], 0x44);
-        assert_eq!(b[103], 8);
+        assert_eq!(b[103], 0xf8);
         assert_eq!(PoolAttr::from_bytes(&b), a);
         assert!(!a.is_zero());
         assert!(PoolAttr::default().is_zero());

@@ -107,6 +107,25 @@ impl StderrTail {
     }
 }
 
+/// Starts the ssh client running `remote_cmd` on `target`, with stdin and
+/// stdout from `io`; a reader thread keeps the tail of its stderr.
+fn spawn_ssh(
+    cfg: &Config,
+    target: &Target,
+    remote_cmd: &str,
+    io: fn() -> Stdio,
+) -> Result<(Child, StderrTail, Option<JoinHandle<()>>)> {
+    let mut child = ssh_command(cfg, target, remote_cmd)
+        .stdin(io())
+        .stdout(io())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::ConnectionReset(format!("cannot run ssh client '{}': {e}", cfg.ssh)))?;
+    let tail = StderrTail::default();
+    let reader = child.stderr.take().map(|e| tail.spawn_reader(e));
+    Ok((child, tail, reader))
+}
+
 /// Runs a remote command to completion and returns its status and stderr.
 /// Bounded by `RPMEM_OPEN_TIMEOUT_MS` from starting the ssh client, as
 /// create and open are: past it the ssh client is stopped and the call
@@ -117,14 +136,7 @@ pub(crate) fn run_remote(
     remote_cmd: &str,
 ) -> Result<(ExitStatus, String)> {
     let started = Instant::now();
-    let mut child = ssh_command(cfg, target, remote_cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::ConnectionReset(format!("cannot run ssh client '{}': {e}", cfg.ssh)))?;
-    let tail = StderrTail::default();
-    let reader = child.stderr.take().map(|e| tail.spawn_reader(e));
+    let (mut child, tail, reader) = spawn_ssh(cfg, target, remote_cmd, Stdio::null)?;
     let deadline = cfg.open_timeout.map(|t| started + t);
     let gone =
         |e: std::io::Error| Error::ConnectionReset(format!("waiting for the ssh client: {e}"));
@@ -206,16 +218,7 @@ impl Control {
     /// Starts `remote_cmd` on `target` through the ssh client.
     pub(crate) fn start(cfg: &Config, target: &Target, remote_cmd: &str) -> Result<Control> {
         let started = Instant::now();
-        let mut child = ssh_command(cfg, target, remote_cmd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                Error::ConnectionReset(format!("cannot run ssh client '{}': {e}", cfg.ssh))
-            })?;
-        let tail = StderrTail::default();
-        let tail_reader = child.stderr.take().map(|e| tail.spawn_reader(e));
+        let (mut child, tail, tail_reader) = spawn_ssh(cfg, target, remote_cmd, Stdio::piped)?;
         Ok(Control {
             stdin: child.stdin.take(),
             stdout: child.stdout.take().expect("stdout is piped"),

@@ -11,7 +11,6 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,7 +18,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{compile_c, is_root, run_checked, workspace_root, LocalTarget};
+use crate::{compile_c, is_root, run_checked, workspace_root, write_script, LocalTarget};
 
 /// Wide hang check for anything that should take a fraction of a second.
 pub const HANG: Duration = Duration::from_secs(30);
@@ -312,17 +311,15 @@ impl Netns {
         ip(&["-n", &name, "addr", "add", &ns_addr, "dev", &ns_if]);
         ip(&["-n", &name, "link", "set", &ns_if, "up"]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
-        fs::write(
+        write_script(
             &ssh,
-            format!(
-                "#!/bin/sh\n# ssh stand-in: run the command (last argument) in netns {name}\n\
+            &format!(
+                "# ssh stand-in: run the command (last argument) in netns {name}\n\
                  for last; do :; done\n\
                  exec ip netns exec {name} env SSH_CONNECTION='{host_ip} 40000 {ns_ip} 22' \
                  /bin/sh -c \"$last\"\n"
             ),
-        )
-        .expect("write ssh stand-in");
-        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).expect("chmod");
+        );
         Some(n)
     }
 

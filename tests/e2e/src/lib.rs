@@ -111,6 +111,17 @@ pub(crate) fn lock_file(path: &Path) -> fs::File {
     lock
 }
 
+/// Writes the shell script `#!/bin/sh` + `body` to `path`, executable.
+///
+/// # Panics
+/// If it cannot be written.
+pub fn write_script(path: &Path, body: &str) -> PathBuf {
+    fs::write(path, format!("#!/bin/sh\n{body}"))
+        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o755)))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path.to_path_buf()
+}
+
 /// Path of an installed program: `<prefix>/bin/<name>`.
 pub fn bin(name: &str) -> PathBuf {
     prefix().join("bin").join(name)
@@ -568,20 +579,16 @@ impl Sshd {
         let auth = d.join("authorized_keys");
         fs::write(&auth, pubkey).expect("write authorized_keys");
         let known = d.join("known_hosts");
-        let wrapper = d.join("ssh-wrap");
-        fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec ssh -F /dev/null -i '{}' -o IdentitiesOnly=yes \
+        let wrapper = write_script(
+            &d.join("ssh-wrap"),
+            &format!(
+                "exec ssh -F /dev/null -i '{}' -o IdentitiesOnly=yes \
                  -o UserKnownHostsFile='{}' -o StrictHostKeyChecking=no \
                  -o LogLevel=ERROR \"$@\"\n",
                 client_key.display(),
                 known.display()
             ),
-        )
-        .expect("write ssh wrapper");
-        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
-            .expect("chmod ssh wrapper");
+        );
 
         let mut last_err = String::new();
         for _attempt in 0..3 {

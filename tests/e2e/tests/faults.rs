@@ -9,7 +9,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -19,7 +19,7 @@ use e2e::faults::{
     alive, assert_acked_blocks, pattern, persist_until_error, signal, wait_for_acks, wait_gone,
     Fault, FaultOutcome, Netns, Proxy, SmallFs, Writer, HANG,
 };
-use e2e::{bin, compile_c, is_root, read_file, workspace_root, LocalTarget, Served};
+use e2e::{bin, compile_c, is_root, read_file, workspace_root, write_script, LocalTarget, Served};
 use rpmem::{Config, PersistFlags, Pool};
 use rpmem_proto::control::{self, PoolRequest, Request, Response, Session};
 use rpmem_proto::data::{
@@ -189,19 +189,14 @@ fn opened_session(stream: &mut impl Read) -> Session {
 /// channel to `capture`, so a test can learn a session's secret the way an
 /// eavesdropper on that session would.
 fn teeing_ssh(dir: &Path, capture: &Path) -> PathBuf {
-    let script = dir.join("ssh-tee");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n'{}' \"$@\" | tee -a '{}'\n",
+    write_script(
+        &dir.join("ssh-tee"),
+        &format!(
+            "'{}' \"$@\" | tee -a '{}'\n",
             bin("rpmem-ssh-local").display(),
             capture.display()
         ),
     )
-    .expect("write wrapper");
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
-    script
 }
 
 /// What a raw peer gets back: the refusal status if the daemon sent one, and
@@ -573,13 +568,21 @@ fn open_frame(set: &str, size: usize, nlanes: u32) -> Vec<u8> {
     .encode()
 }
 
-fn rpmemd_cmd(t: &LocalTarget) -> Command {
-    let mut c = Command::new(bin("rpmemd"));
-    c.arg(format!("--poolset-dir={}", t.dir().display()))
+/// The installed rpmemd serving `t`, started as sshd would start it, its
+/// control channel's input piped; its output goes to `stdout`.
+fn rpmemd(t: &LocalTarget, stdout: Stdio) -> (Child, ChildStdin) {
+    let mut child = Command::new(bin("rpmemd"))
+        .arg(format!("--poolset-dir={}", t.dir().display()))
         .arg(format!("--log-file={}", t.log_path().display()))
         .arg("--log-level=debug")
-        .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22");
-    c
+        .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rpmemd");
+    let stdin = child.stdin.take().expect("piped");
+    (child, stdin)
 }
 
 #[test]
@@ -657,13 +660,7 @@ fn garbage_on_rpmemd_stdin_ends_the_session_without_writing() {
         cases.push(("open then random bytes", v));
     }
     for (what, input) in &cases {
-        let mut child = rpmemd_cmd(&t)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rpmemd");
-        let mut stdin = child.stdin.take().unwrap();
+        let (mut child, mut stdin) = rpmemd(&t, Stdio::null());
         let _ = stdin.write_all(input);
         drop(stdin);
         let start = Instant::now();
@@ -701,14 +698,8 @@ fn garbage_on_an_authenticated_data_connection_drops_that_peer_without_writing()
     let (part, pool) = t.create_nohdrs("d", 2 * MIB, 1);
     pool.close().unwrap();
     let before = read_file(&part);
-    let mut child = rpmemd_cmd(&t)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rpmemd");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let (mut child, mut stdin) = rpmemd(&t, Stdio::piped());
+    let mut stdout = child.stdout.take().expect("piped");
     stdin
         .write_all(&open_frame("d.set", 2 * MIB, LANES))
         .unwrap();

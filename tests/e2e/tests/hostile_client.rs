@@ -306,13 +306,7 @@ fn a_forked_child_cannot_use_or_end_its_parents_pool() {
 fn create_open_and_remove_are_bounded_by_their_timeout() {
     let t = LocalTarget::new();
     let part = t.write_nohdrs_set("slow", "4M");
-    let hung_ssh = t.dir().join("hung-ssh");
-    fs::write(&hung_ssh, "#!/bin/sh\nexec sleep 60\n").unwrap();
-    fs::set_permissions(
-        &hung_ssh,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let hung_ssh = e2e::write_script(&t.dir().join("hung-ssh"), "exec sleep 60\n");
     let ssh_local = bin("rpmem-ssh-local").display().to_string();
     for (ssh, cmd) in [
         (hung_ssh.display().to_string(), t.rpmem_cmd()),
