@@ -480,6 +480,11 @@ impl ConnRequest {
     pub fn private_data(&self) -> &[u8] {
         &self.data
     }
+
+    /// The address the request came from, where the provider says.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        sockaddr(&self.info.fields().dest_addr)
+    }
 }
 
 fn millis(d: Duration) -> i32 {

@@ -12,8 +12,10 @@
 //! only serves inline and deep persists. Every persist message is checked
 //! (lane, range, header) before anything touches the pool. A pool set of
 //! several parts is mapped again at one address for them. PMDK's
-//! connections carry no secret: anyone who can reach the port while the
-//! session is open can connect a lane (up to the lanes granted).
+//! connections carry no secret: a request from another address than the ssh
+//! session's client (or `--allow-from`) is rejected before it is accepted,
+//! but anyone who can connect from there while the session is open can
+//! connect a lane (up to the lanes granted).
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -32,10 +34,13 @@ use rpmem_proto::{PoolAttr, Status};
 use rpmem_storage::{Pool, PoolSet, PoolView, Range};
 use rpmem_transport::pmdk::spin_for;
 use rpmem_transport::spin;
+use rpmem_transport::target::AllowedPeers;
 
 use crate::error::{DaemonError, Result};
 use crate::options::Settings;
-use crate::server::{load_set, open_storage, read_rest, read_start, refusal, Refusal};
+use crate::server::{
+    load_set, open_storage, read_rest, read_start, refusal, Refusal, SshConnection,
+};
 
 /// Size of the pool header PMDK's clients never write.
 const HDR_LEN: u64 = 4096;
@@ -94,11 +99,12 @@ fn fail(out: &mut impl Write, req: &Request, r: Refusal) -> Result<()> {
 /// Serves a PMDK session whose first request starts with `start`.
 pub fn serve(
     settings: &Settings,
-    addr: IpAddr,
+    ssh: &SshConnection,
     start: [u8; 4],
     input: &mut impl Read,
     out: &mut impl Write,
 ) -> Result<()> {
+    let addr = ssh.server;
     let first = read_request(start, input)?;
     info!("session of PMDK's librpmem (PMDK protocol {PROTO_MAJOR}.{PROTO_MINOR})");
     let (common, attr, set_name, create) = match &first {
@@ -116,7 +122,7 @@ pub fn serve(
             return fail(out, other, r);
         }
     };
-    let (session, ibc) = match open(settings, addr, common, set_name, create, attr.as_ref()) {
+    let (session, ibc) = match open(settings, ssh, common, set_name, create, attr.as_ref()) {
         Ok(x) => x,
         Err(r) => return fail(out, &first, r),
     };
@@ -151,7 +157,7 @@ pub fn serve(
 
 fn open(
     settings: &Settings,
-    addr: IpAddr,
+    ssh: &SshConnection,
     c: &Common,
     set_name: &str,
     create: bool,
@@ -185,7 +191,7 @@ fn open(
         ));
     }
     let set = load_set(settings, set_name, c.pool_size)?;
-    let listening = listen(addr, provider)?;
+    let listening = listen(ssh.server, provider)?;
     let pool = open_storage(&set, set_name, create, attr)?;
     let nlanes = c.nlanes.min(settings.max_lanes);
     let method = if !settings.persist_apm {
@@ -199,7 +205,8 @@ fn open(
         );
         PersistMethod::Gpspm
     };
-    FabricSession::start(listening, pool, set, nlanes, c.buff_size, method)
+    let peers = settings.allowed_peers(ssh.client);
+    FabricSession::start(listening, pool, set, nlanes, c.buff_size, method, peers)
         .map_err(|e| refusal(Status::Fatal, e))
 }
 
@@ -320,6 +327,8 @@ struct Shared {
     nlanes: u32,
     buff_size: u64,
     has_header: bool,
+    /// Where lanes may connect from (PMDK's carry no secret).
+    peers: AllowedPeers,
     /// How long a lane polls before sleeping in the provider.
     spin: Duration,
 }
@@ -349,6 +358,7 @@ impl FabricSession {
         nlanes: u32,
         buff_size: u64,
         method: PersistMethod,
+        peers: AllowedPeers,
     ) -> std::result::Result<(FabricSession, IbcAttr), String> {
         let size = pool.size();
         let mut spans = Vec::new();
@@ -403,6 +413,7 @@ impl FabricSession {
             nlanes,
             buff_size,
             has_header,
+            peers,
             spin: spin_for(l.provider, spin::window_from_env(spin::TARGET_SPIN_VAR)),
         });
         let threads = Arc::new(Mutex::new(Vec::new()));
@@ -476,6 +487,16 @@ fn accept_lanes(
             }
         };
         conns = conns.wrapping_add(1);
+        let peer = req.peer_addr();
+        if !peer.is_some_and(|p| shared.peers.allows(p.ip())) {
+            warn!(
+                "PMDK lanes: refused a connection from {}: not from an allowed address ({})",
+                peer.map_or_else(|| "an unknown address".into(), |p| p.to_string()),
+                shared.peers
+            );
+            let _ = listener.reject(req);
+            continue;
+        }
         if shared.lanes.load(Ordering::Relaxed) >= shared.nlanes {
             warn!(
                 "PMDK lanes: refused a connection past the {} lanes granted",

@@ -147,7 +147,6 @@ struct OpenReq<'a> {
 /// Serves one session: the first request must create or open a pool.
 /// Returns the exit status.
 pub fn serve(settings: &Settings, ssh: &SshConnection) -> Result<()> {
-    let addr = ssh.server;
     let stdin = io::stdin();
     let stdout = io::stdout();
     let mut input = stdin.lock();
@@ -168,7 +167,7 @@ pub fn serve(settings: &Settings, ssh: &SshConnection) -> Result<()> {
         return Ok(());
     }
     if obc::is_request_start(start) {
-        return crate::pmdk::serve(settings, addr, start, &mut input, &mut out);
+        return crate::pmdk::serve(settings, ssh, start, &mut input, &mut out);
     }
     let first = read_frame_after(start, &mut input)?;
     let req = match &first {

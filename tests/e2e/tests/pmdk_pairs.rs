@@ -235,11 +235,24 @@ mod raw {
     impl Session {
         /// Creates `set` (8 MiB, with attributes) in our rpmemd serving `t`.
         pub fn create(t: &LocalTarget, set: &str, nlanes: u32) -> Session {
+            Session::create_as(t, set, nlanes, "127.0.0.1 1 127.0.0.1 22", &[])
+        }
+
+        /// [`Session::create`] with the daemon's `SSH_CONNECTION` and extra
+        /// options given.
+        pub fn create_as(
+            t: &LocalTarget,
+            set: &str,
+            nlanes: u32,
+            ssh_connection: &str,
+            extra: &[&str],
+        ) -> Session {
             let mut child = Command::new(bin("rpmemd"))
                 .arg(format!("--poolset-dir={}", t.dir().display()))
                 .arg(format!("--log-file={}", t.log_path().display()))
                 .arg("--log-level=debug")
-                .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
+                .args(extra)
+                .env("SSH_CONNECTION", ssh_connection)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -289,11 +302,16 @@ mod raw {
         }
 
         pub fn lane(&self) -> Lane {
+            self.try_lane().expect("connect a lane")
+        }
+
+        /// A lane, or why the daemon refused it.
+        pub fn try_lane(&self) -> Result<Lane, rpmem_fabric::Error> {
             let mut ep = self.domain.endpoint().unwrap();
             let buf = self.domain.register(64 << 10, Access::LOCAL).unwrap();
             ep.post_recv(&buf, 0, PERSIST_RESP_LEN, 1).unwrap();
-            ep.connect(&[], Duration::from_secs(5)).unwrap();
-            Lane { ep, buf }
+            ep.connect(&[], Duration::from_secs(5))?;
+            Ok(Lane { ep, buf })
         }
 
         /// Closes the session; rpmemd answers and exits 0.
@@ -378,6 +396,50 @@ fn bad_persists_from_a_pmdk_client_are_refused_without_touching_the_pool() {
     assert_eq!(resp.map(|r| r.lane), Some(0));
     s.close();
     assert_eq!(&fs::read(&part).unwrap()[8192..8196], b"good");
+}
+
+/// PMDK's lanes carry no secret, so the address rule is what keeps
+/// strangers out: a lane from another address than the ssh session's client
+/// is rejected before it is accepted (and logged); `--allow-from` admits it.
+#[test]
+fn pmdk_lanes_only_from_the_ssh_client_or_allowed_networks() {
+    use rpmem_proto::pmdk::fip::{Mode, Persist};
+    if pmdk::prefix().is_none() {
+        return;
+    }
+    let t = LocalTarget::new();
+    let part = one_part_set(&t, "far.set", "", 8 * MIB);
+    // The ssh session came from 127.0.0.2; this test's lanes leave from 127.0.0.1.
+    let s = raw::Session::create_as(&t, "far.set", 2, "127.0.0.2 1 127.0.0.1 22", &[]);
+    let before = fs::read(&part).unwrap();
+    assert!(s.try_lane().is_err(), "a lane from 127.0.0.1 was accepted");
+    s.close();
+    assert_eq!(fs::read(&part).unwrap(), before, "the pool is untouched");
+    let log = t.log();
+    assert!(
+        log.contains("from 127.0.0.1:") && log.contains("not from an allowed address (127.0.0.2)"),
+        "{log}"
+    );
+    let part = one_part_set(&t, "near.set", "", 8 * MIB);
+    let s = raw::Session::create_as(
+        &t,
+        "near.set",
+        2,
+        "127.0.0.2 1 127.0.0.1 22",
+        &["--allow-from=127.0.0.0/8"],
+    );
+    let mut lane = s.lane();
+    let resp = lane.persist(&Persist {
+        flags: Mode::Send as u32,
+        lane: 0,
+        addr: s.ibc.raddr.wrapping_add(8192),
+        size: 4,
+        data: b"near".to_vec(),
+    });
+    assert_eq!(resp.map(|r| r.lane), Some(0));
+    drop(lane);
+    s.close();
+    assert_eq!(&fs::read(&part).unwrap()[8192..8196], b"near");
 }
 
 #[test]
