@@ -127,9 +127,7 @@ fn header_pool_create_open_set_attr() {
 #[test]
 fn set_attr_on_a_pool_without_headers_is_refused() {
     let env = Env::new();
-    env.set("n.set", "NOHDRS", &[2 * M]);
-    let mut d = env.spawn(&[]);
-    opened(d.create("n.set", 2 * M, 1, None));
+    let (_, mut d, _) = env.created("n.set", 1);
     let (st, msg) = error_status(d.call(&Request::SetAttr { attr: attr() }));
     assert_eq!(st, Status::BadPoolConfig);
     assert!(msg.contains("n.set"), "{msg}");
@@ -472,9 +470,7 @@ fn lanes_only_from_the_ssh_client_or_allowed_networks() {
 #[test]
 fn a_slow_hello_is_dropped_at_the_deadline() {
     let env = Env::new();
-    env.set("h.set", "NOHDRS", &[2 * M]);
-    let mut d = env.spawn(&[]);
-    let s = opened(d.create("h.set", 2 * M, 1, None));
+    let (_, d, s) = env.created("h.set", 1);
     let mut slow = std::net::TcpStream::connect((s.addr.as_str(), s.port)).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
