@@ -207,14 +207,31 @@ impl LocalTarget {
         }
     }
 
+    /// The installed rpmemd's arguments for this target.
+    fn rpmemd_args(&self) -> [String; 3] {
+        [
+            format!("--poolset-dir={}", self.dir().display()),
+            format!("--log-file={}", self.log_path().display()),
+            "--log-level=debug".to_string(),
+        ]
+    }
+
     /// The `RPMEM_CMD` value for this target.
     pub fn rpmem_cmd(&self) -> String {
         format!(
-            "{} --poolset-dir={} --log-file={} --log-level=debug",
+            "{} {}",
             bin("rpmemd").display(),
-            self.dir().display(),
-            self.log_path().display()
+            self.rpmemd_args().join(" ")
         )
+    }
+
+    /// The installed rpmemd serving this target, to be run directly as sshd
+    /// would run it (`SSH_CONNECTION` says the peer is 127.0.0.1).
+    pub fn rpmemd_command(&self) -> Command {
+        let mut c = Command::new(bin("rpmemd"));
+        c.args(self.rpmemd_args())
+            .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22");
+        c
     }
 
     /// `[("RPMEM_SSH", <prefix>/bin/rpmem-ssh-local), ("RPMEM_CMD", <prefix>/bin/rpmemd

@@ -571,11 +571,8 @@ fn open_frame(set: &str, size: usize, nlanes: u32) -> Vec<u8> {
 /// The installed rpmemd serving `t`, started as sshd would start it, its
 /// control channel's input piped; its output goes to `stdout`.
 fn rpmemd(t: &LocalTarget, stdout: Stdio) -> (Child, ChildStdin) {
-    let mut child = Command::new(bin("rpmemd"))
-        .arg(format!("--poolset-dir={}", t.dir().display()))
-        .arg(format!("--log-file={}", t.log_path().display()))
-        .arg("--log-level=debug")
-        .env("SSH_CONNECTION", "127.0.0.1 1 127.0.0.1 22")
+    let mut child = t
+        .rpmemd_command()
         .stdin(Stdio::piped())
         .stdout(stdout)
         .stderr(Stdio::null())

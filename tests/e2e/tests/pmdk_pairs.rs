@@ -210,11 +210,11 @@ fn pmdk_librpmem_writes_a_pool_set_of_two_parts_through_our_rpmemd() {
 /// would.
 mod raw {
     use std::io::{Read, Write};
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Child, Stdio};
     use std::sync::Arc;
     use std::time::Duration;
 
-    use e2e::{bin, LocalTarget};
+    use e2e::LocalTarget;
     use rpmem_fabric::{Access, Domain, Endpoint, Fabric, Hints, Libfabric, MemoryRegion};
     use rpmem_proto::pmdk::fip::{Persist, PersistResp, PERSIST_RESP_LEN};
     use rpmem_proto::pmdk::obc::{self, Common, IbcAttr, Request, Response};
@@ -247,10 +247,8 @@ mod raw {
             ssh_connection: &str,
             extra: &[&str],
         ) -> Session {
-            let mut child = Command::new(bin("rpmemd"))
-                .arg(format!("--poolset-dir={}", t.dir().display()))
-                .arg(format!("--log-file={}", t.log_path().display()))
-                .arg("--log-level=debug")
+            let mut child = t
+                .rpmemd_command()
                 .args(extra)
                 .env("SSH_CONNECTION", ssh_connection)
                 .stdin(Stdio::piped())
