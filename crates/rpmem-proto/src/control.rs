@@ -369,7 +369,7 @@ impl Response {
             RESP_OK => Response::Ok,
             RESP_ERROR => {
                 let raw = r.u32()?;
-                let status = Status::from_u32(raw).ok_or(DecodeError::Unknown {
+                let status = Status::from_wire(raw).ok_or(DecodeError::Unknown {
                     what: "status",
                     value: raw.into(),
                 })?;

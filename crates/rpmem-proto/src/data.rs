@@ -115,10 +115,9 @@ impl Hello {
     }
 }
 
+wire_enum! {
 /// Operation carried by a [`RequestHeader`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Op {
+pub enum Op: u8 {
     /// Write the payload; no reply. Durable only after a later drain or persist.
     Flush = 1,
     /// Write the payload and make it (and every earlier flush) durable; reply.
@@ -129,6 +128,7 @@ pub enum Op {
     Drain = 4,
     /// Reply with `length` bytes from `offset`. No payload.
     Read = 5,
+}
 }
 
 impl Op {
@@ -180,19 +180,11 @@ impl RequestHeader {
     /// Decodes the fixed wire form; unknown ops and flag bits are errors.
     pub fn decode(raw: &[u8; HEADER_LEN]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(raw);
-        let op = match r.u8()? {
-            1 => Op::Flush,
-            2 => Op::Persist,
-            3 => Op::DeepPersist,
-            4 => Op::Drain,
-            5 => Op::Read,
-            v => {
-                return Err(DecodeError::Unknown {
-                    what: "opcode",
-                    value: v.into(),
-                })
-            }
-        };
+        let v = r.u8()?;
+        let op = Op::from_wire(v).ok_or(DecodeError::Unknown {
+            what: "opcode",
+            value: v.into(),
+        })?;
         let flags = r.u8()?;
         if flags & !FLAG_RELAXED != 0 {
             return Err(DecodeError::Unknown {
@@ -251,7 +243,7 @@ impl Ack {
         let mut r = Reader::new(raw);
         let tag = r.u64()?;
         let raw_status = r.u32()?;
-        let status = Status::from_u32(raw_status).ok_or(DecodeError::Unknown {
+        let status = Status::from_wire(raw_status).ok_or(DecodeError::Unknown {
             what: "status",
             value: raw_status.into(),
         })?;

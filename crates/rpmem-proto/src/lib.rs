@@ -10,6 +10,35 @@
 //! Everything here is encoded little-endian. Every length read from a peer is
 //! bounded before it is trusted (see [`control::MAX_FRAME`]).
 
+/// Declares a fieldless enum whose variants stand for wire values of type
+/// `$repr`, with `ALL` (every variant, in the order declared) and
+/// `from_wire` (the variant a wire value stands for, if any).
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident: $repr:ty {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr($repr)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $value, )+
+        }
+
+        impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
+
+            /// The value `v` stands for on the wire; `None` when it names none.
+            pub fn from_wire(v: $repr) -> Option<$name> {
+                $name::ALL.iter().copied().find(|x| *x as $repr == v)
+            }
+        }
+    };
+}
+
 pub mod attr;
 pub mod bench;
 mod codec;

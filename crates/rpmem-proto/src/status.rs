@@ -2,10 +2,9 @@
 //! each side maps them to its own error type (the C edge maps them to errno as
 //! librpmem did).
 
+wire_enum! {
 /// Outcome of a request, as carried on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum Status {
+pub enum Status: u32 {
     /// Success.
     Ok = 0,
     /// The peer speaks another protocol version.
@@ -40,33 +39,9 @@ pub enum Status {
     /// A data connection failed to authenticate.
     Unauthenticated = 15,
 }
+}
 
 impl Status {
-    /// Every status, for exhaustive tests and tables.
-    pub const ALL: [Status; 16] = [
-        Status::Ok,
-        Status::BadProtocol,
-        Status::BadName,
-        Status::BadSize,
-        Status::BadNlanes,
-        Status::BadProvider,
-        Status::Fatal,
-        Status::BadPoolConfig,
-        Status::Busy,
-        Status::Exists,
-        Status::NoEntry,
-        Status::Access,
-        Status::ProviderUnsupported,
-        Status::NoSpace,
-        Status::BadRequest,
-        Status::Unauthenticated,
-    ];
-
-    /// Decodes a wire value; unknown values are `None`.
-    pub fn from_u32(v: u32) -> Option<Status> {
-        Status::ALL.get(v as usize).copied()
-    }
-
     /// The errno librpmem reported for this status (Linux values).
     pub fn errno(self) -> i32 {
         // Values from Linux's asm-generic/errno*.h; the protocol crate has no libc.
@@ -98,9 +73,9 @@ mod tests {
     fn wire_values_round_trip() {
         for (i, s) in Status::ALL.iter().enumerate() {
             assert_eq!(*s as u32, i as u32);
-            assert_eq!(Status::from_u32(i as u32), Some(*s));
+            assert_eq!(Status::from_wire(i as u32), Some(*s));
         }
-        assert_eq!(Status::from_u32(Status::ALL.len() as u32), None);
+        assert_eq!(Status::from_wire(Status::ALL.len() as u32), None);
     }
 
     #[test]
