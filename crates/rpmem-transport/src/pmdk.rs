@@ -9,12 +9,14 @@
 //!   durable. A small persist without `RELAXED` carries its bytes inline in
 //!   the message instead (up to the inline buffer announced at open, as
 //!   PMDK's library does), so the daemon copies them with 8-byte atomicity;
+//!   on verbs every persist and flush without `RELAXED` does, in pieces of
+//!   that buffer, as PMDK's library does there;
 //! - appliance persistency (APM): the RMA write, then an RMA read on the same
 //!   connection, which completes only after the write reached the target;
 //! - deep persist always goes through a message; reads are RMA reads.
 //!
-//! Flushes are RMA writes nobody waits for; a drain makes them durable (a
-//! persist message covering every range flushed since, or one RMA read).
+//! Other flushes are RMA writes nobody waits for; a drain makes them durable
+//! (a persist message covering every range flushed since, or one RMA read).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -206,6 +208,7 @@ impl Connector for PmdkConnector {
                 bounce: None,
                 remote,
                 method,
+                provider: t.provider,
                 buff_size,
                 max_msg,
                 timeout: options.timeout,
@@ -231,6 +234,7 @@ struct PmdkLane {
     bounce: Option<Arc<MemoryRegion>>,
     remote: RemoteMemory,
     method: PersistMethod,
+    provider: Provider,
     buff_size: usize,
     max_msg: usize,
     timeout: Duration,
@@ -365,8 +369,24 @@ impl PmdkLane {
         }
     }
 
+    /// Whether a persist or flush without `RELAXED` travels inline: when it
+    /// fits the inline buffer, and on verbs always, in pieces of it, as
+    /// PMDK's library does (an RDMA write does not promise that an aligned
+    /// 8-byte word never appears half-written; the daemon's copy does).
     fn inline(&self, flags: u8, len: usize) -> bool {
-        flags & FLAG_RELAXED == 0 && len <= self.buff_size
+        flags & FLAG_RELAXED == 0 && (len <= self.buff_size || self.provider == Provider::Verbs)
+    }
+
+    /// Persists the range inline, one message per inline buffer's worth.
+    fn inline_persist(&mut self, offset: u64, len: usize) -> Result<()> {
+        self.settle()?;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(self.buff_size);
+            self.message(Mode::Send, offset + done as u64, n)?;
+            done += n;
+        }
+        Ok(())
     }
 }
 
@@ -381,8 +401,7 @@ impl InitiatorLane for PmdkLane {
             self.settle()?;
             self.message(Mode::Deep, offset, len)?;
         } else if self.inline(flags, len) {
-            self.settle()?;
-            self.message(Mode::Send, offset, len)?;
+            self.inline_persist(offset, len)?;
         } else {
             self.write(offset, len)?;
             match self.method {
@@ -399,9 +418,13 @@ impl InitiatorLane for PmdkLane {
         Ok(Status::Ok)
     }
 
-    fn flush(&mut self, _flags: u8, offset: u64, len: usize) -> Result<()> {
+    fn flush(&mut self, flags: u8, offset: u64, len: usize) -> Result<()> {
         if len == 0 {
             return Ok(());
+        }
+        if self.provider == Provider::Verbs && self.inline(flags, len) {
+            // Atomicity first: durable at once, as PMDK's flush on verbs.
+            return self.inline_persist(offset, len);
         }
         self.write(offset, len)?;
         let end = offset + len as u64;
