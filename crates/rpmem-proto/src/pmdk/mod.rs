@@ -27,10 +27,9 @@ pub const PROTO_MAJOR: u16 = 0;
 /// See [`PROTO_MAJOR`].
 pub const PROTO_MINOR: u16 = 1;
 
+wire_enum! {
 /// Status codes of obc responses (`enum rpmem_err`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum Status {
+pub enum Status: u32 {
     /// Success.
     Success = 0,
     /// Protocol version mismatch.
@@ -60,30 +59,9 @@ pub enum Status {
     /// Invalid pool set configuration.
     PoolCfg = 13,
 }
+}
 
 impl Status {
-    const ALL: [Status; 14] = [
-        Status::Success,
-        Status::BadProto,
-        Status::BadName,
-        Status::BadSize,
-        Status::BadNlanes,
-        Status::BadProvider,
-        Status::Fatal,
-        Status::FatalConn,
-        Status::Busy,
-        Status::Exists,
-        Status::ProvNoSup,
-        Status::NoExist,
-        Status::NoAccess,
-        Status::PoolCfg,
-    ];
-
-    /// The status with this wire value, if PMDK defines one.
-    pub fn from_u32(v: u32) -> Option<Status> {
-        Self::ALL.get(v as usize).copied()
-    }
-
     /// Our status for this one (PMDK's in-band connection failure has no
     /// counterpart and becomes [`crate::Status::Fatal`]).
     pub fn to_ours(self) -> crate::Status {
@@ -148,27 +126,18 @@ impl Status {
     }
 }
 
-/// The fabric provider a client asks for (`enum rpmem_provider`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum Provider {
+wire_enum! {
+/// The fabric provider a client asks for (`enum rpmem_provider`); PMDK's
+/// "unknown" (0) is none of them.
+pub enum Provider: u32 {
     /// libfabric's `verbs` (RDMA).
     Verbs = 1,
     /// libfabric's `sockets` (software, for tests).
     Sockets = 2,
 }
+}
 
 impl Provider {
-    /// The provider with this wire value; 0 ("unknown") and values past the
-    /// last are refused by PMDK's rpmemd.
-    pub fn from_u32(v: u32) -> Option<Provider> {
-        match v {
-            1 => Some(Provider::Verbs),
-            2 => Some(Provider::Sockets),
-            _ => None,
-        }
-    }
-
     /// libfabric's name of the provider.
     pub fn name(self) -> &'static str {
         match self {
@@ -178,10 +147,9 @@ impl Provider {
     }
 }
 
+wire_enum! {
 /// How the target makes written data durable (`enum rpmem_persist_method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum PersistMethod {
+pub enum PersistMethod: u32 {
     /// General purpose server persistency method: the daemon's CPU makes each
     /// persisted range durable when the persist message arrives.
     Gpspm = 1,
@@ -189,16 +157,6 @@ pub enum PersistMethod {
     /// an RMA read after them; the daemon's CPU is not involved.
     Apm = 2,
 }
-
-impl PersistMethod {
-    /// The method with this wire value.
-    pub fn from_u32(v: u32) -> Option<PersistMethod> {
-        match v {
-            1 => Some(PersistMethod::Gpspm),
-            2 => Some(PersistMethod::Apm),
-            _ => None,
-        }
-    }
 }
 
 /// Encoded size of the packed pool attributes.
@@ -255,18 +213,18 @@ mod tests {
     fn status_values_and_errnos_are_pmdks() {
         for (i, s) in Status::ALL.iter().enumerate() {
             assert_eq!(*s as u32, i as u32);
-            assert_eq!(Status::from_u32(i as u32), Some(*s));
+            assert_eq!(Status::from_wire(i as u32), Some(*s));
         }
-        assert_eq!(Status::from_u32(14), None);
+        assert_eq!(Status::from_wire(14), None);
         for s in crate::Status::ALL {
             let p = Status::from_ours(s);
             if p != Status::Fatal && p != Status::FatalConn {
                 assert_eq!(p.to_ours(), s, "{s:?}");
             }
         }
-        assert_eq!(Provider::from_u32(0), None);
-        assert_eq!(Provider::from_u32(2), Some(Provider::Sockets));
-        assert_eq!(PersistMethod::from_u32(3), None);
+        assert_eq!(Provider::from_wire(0), None);
+        assert_eq!(Provider::from_wire(2), Some(Provider::Sockets));
+        assert_eq!(PersistMethod::from_wire(3), None);
     }
 
     #[test]

@@ -44,10 +44,9 @@ pub const BARE_RESP_LEN: usize = RESP_HDR_LEN;
 /// Close flag: remove the pool the session created.
 pub const CLOSE_REMOVE: u32 = 1;
 
+wire_enum! {
 /// Message types (`enum rpmem_msg_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum MsgType {
+pub enum MsgType: u32 {
     /// Create request.
     Create = 1,
     /// Create response.
@@ -65,21 +64,6 @@ pub enum MsgType {
     /// Set attributes response.
     SetAttrResp = 8,
 }
-
-impl MsgType {
-    fn from_u32(v: u32) -> Option<MsgType> {
-        Some(match v {
-            1 => MsgType::Create,
-            2 => MsgType::CreateResp,
-            3 => MsgType::Open,
-            4 => MsgType::OpenResp,
-            5 => MsgType::Close,
-            6 => MsgType::CloseResp,
-            7 => MsgType::SetAttr,
-            8 => MsgType::SetAttrResp,
-            _ => return None,
-        })
-    }
 }
 
 /// The startup status as the daemon writes it: host byte order, which on
@@ -107,7 +91,7 @@ pub fn request_len(hdr: [u8; MSG_HDR_LEN]) -> Result<(MsgType, usize), DecodeErr
     let mut r = Reader::new(&hdr);
     let ty = r.be_u32()?;
     let size = r.be_u64()?;
-    let (ty, min, max) = match MsgType::from_u32(ty) {
+    let (ty, min, max) = match MsgType::from_wire(ty) {
         Some(t @ MsgType::Create) => (t, CREATE_LEN + 2, MAX_REQUEST),
         Some(t @ MsgType::Open) => (t, OPEN_LEN + 2, OPEN_LEN + MAX_DESC),
         Some(t @ MsgType::Close) => (t, CLOSE_LEN, CLOSE_LEN),
@@ -152,7 +136,7 @@ pub struct Common {
 impl Common {
     /// The provider, if the value names one.
     pub fn provider(&self) -> Option<Provider> {
-        Provider::from_u32(self.provider)
+        Provider::from_wire(self.provider)
     }
 
     fn write(&self, w: &mut Writer<'_>) {
@@ -343,7 +327,7 @@ pub struct IbcAttr {
 impl IbcAttr {
     /// The persistency method, if the value names one.
     pub fn persist_method(&self) -> Option<PersistMethod> {
-        PersistMethod::from_u32(self.persist_method)
+        PersistMethod::from_wire(self.persist_method)
     }
 
     fn write(&self, w: &mut Writer<'_>) {
@@ -404,7 +388,7 @@ pub fn response_len(hdr: [u8; RESP_HDR_LEN]) -> Result<(Status, MsgType, usize),
     let status = r.be_u32()?;
     let ty = r.be_u32()?;
     let size = r.be_u64()?;
-    let (ty, want) = match MsgType::from_u32(ty) {
+    let (ty, want) = match MsgType::from_wire(ty) {
         Some(t @ MsgType::CreateResp) => (t, CREATE_RESP_LEN),
         Some(t @ MsgType::OpenResp) => (t, OPEN_RESP_LEN),
         Some(t @ (MsgType::CloseResp | MsgType::SetAttrResp)) => (t, BARE_RESP_LEN),
@@ -420,7 +404,7 @@ pub fn response_len(hdr: [u8; RESP_HDR_LEN]) -> Result<(Status, MsgType, usize),
             "PMDK response size does not match its type",
         ));
     }
-    let status = Status::from_u32(status).ok_or(DecodeError::Unknown {
+    let status = Status::from_wire(status).ok_or(DecodeError::Unknown {
         what: "PMDK status",
         value: status.into(),
     })?;
@@ -662,7 +646,7 @@ mod tests {
     }
 
     fn response() -> impl Strategy<Value = Response> {
-        let status = (0u32..14).prop_map(|s| Status::from_u32(s).unwrap());
+        let status = (0u32..14).prop_map(|s| Status::from_wire(s).unwrap());
         let ibc = any::<(u32, u32, u64, u64, u32)>().prop_map(|i| IbcAttr {
             port: i.0,
             persist_method: i.1,
