@@ -218,7 +218,7 @@ mod raw {
     use rpmem_fabric::{Access, Domain, Endpoint, Fabric, Hints, Libfabric, MemoryRegion};
     use rpmem_proto::pmdk::fip::{Persist, PersistResp, PERSIST_RESP_LEN};
     use rpmem_proto::pmdk::obc::{self, Common, IbcAttr, Request, Response};
-    use rpmem_proto::pmdk::{Provider, Status};
+    use rpmem_proto::pmdk::Status;
     use rpmem_proto::PoolAttr;
 
     pub struct Session {
@@ -256,14 +256,7 @@ mod raw {
                 .spawn()
                 .expect("start rpmemd");
             let req = Request::Create {
-                common: Common {
-                    major: 0,
-                    minor: 1,
-                    pool_size: 8 << 20,
-                    nlanes,
-                    provider: Provider::Sockets as u32,
-                    buff_size: 8192,
-                },
+                common: Common::sample(nlanes),
                 attr: PoolAttr {
                     signature: *b"RAWPMDK\0",
                     major: 1,

@@ -134,6 +134,20 @@ pub struct Common {
 }
 
 impl Common {
+    /// A request for tests: PMDK 1.12.1's version, an 8 MiB pool, `nlanes`
+    /// lanes over `sockets`, PMDK's 8 KiB inline buffer.
+    #[cfg(any(test, feature = "fixtures"))]
+    pub fn sample(nlanes: u32) -> Common {
+        Common {
+            major: super::PROTO_MAJOR,
+            minor: super::PROTO_MINOR,
+            pool_size: 8 << 20,
+            nlanes,
+            provider: Provider::Sockets as u32,
+            buff_size: 8192,
+        }
+    }
+
     /// The provider, if the value names one.
     pub fn provider(&self) -> Option<Provider> {
         Provider::from_wire(self.provider)
@@ -545,14 +559,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn common() -> Common {
-        Common {
-            major: 0,
-            minor: 1,
-            pool_size: 8 << 20,
-            nlanes: 4,
-            provider: Provider::Sockets as u32,
-            buff_size: 8192,
-        }
+        Common::sample(4)
     }
 
     #[test]
