@@ -8,16 +8,14 @@ mod common;
 
 use std::fs;
 
-use common::{attr, load, write_set, M};
+use common::{attr, load, temp_set, write_set, M};
 use rpmem_proto::PoolAttr;
 use rpmem_storage::header::{PoolHeader, HEADER_LEN};
 use rpmem_storage::{remove, resolve_name, ErrorKind, Pool, Range};
 
 #[test]
 fn create_then_open_returns_the_attributes() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "a.set", "", &[4 * M, 4 * M]);
-    let s = load(&set);
+    let (_d, _set, parts, s) = temp_set("a.set", "", &[4 * M, 4 * M]);
     {
         let pool = Pool::create(&s, Some(&attr())).unwrap();
         assert!(pool.has_header());
@@ -55,9 +53,7 @@ fn create_then_open_returns_the_attributes() {
 
 #[test]
 fn zero_user_flags_become_the_host_arch_flags() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, _) = write_set(d.path(), "z.set", "", &[2 * M]);
-    let s = load(&set);
+    let (_d, _set, _, s) = temp_set("z.set", "", &[2 * M]);
     let mut a = attr();
     a.user_flags = [0; 16];
     let pool = Pool::create(&s, Some(&a)).unwrap();
@@ -130,9 +126,7 @@ fn create_over_zeroed_parts_of_the_right_size() {
 
 #[test]
 fn create_over_a_part_in_use_is_busy() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "busy.set", "", &[2 * M, 2 * M]);
-    let s = load(&set);
+    let (d, _set, parts, s) = temp_set("busy.set", "", &[2 * M, 2 * M]);
     let held = Pool::create(&s, Some(&attr())).unwrap();
     let e = Pool::create(&s, Some(&attr())).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
@@ -161,9 +155,7 @@ fn create_over_a_part_in_use_is_busy() {
 
 #[test]
 fn remove_with_force_never_overrides_a_lock() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "rf.set", "NOHDRS", &[2 * M, 2 * M]);
-    let s = load(&set);
+    let (_d, set, parts, s) = temp_set("rf.set", "NOHDRS", &[2 * M, 2 * M]);
     let held = Pool::create(&s, None).unwrap();
     for pool_set in [false, true] {
         let e = remove(&set, true, pool_set).unwrap_err();
@@ -202,9 +194,7 @@ fn missing_part_is_not_found() {
 
 #[test]
 fn second_open_is_busy_until_the_first_closes() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, _) = write_set(d.path(), "f.set", "NOHDRS", &[2 * M, 2 * M]);
-    let s = load(&set);
+    let (_d, _set, _, s) = temp_set("f.set", "NOHDRS", &[2 * M, 2 * M]);
     let pool = Pool::create(&s, None).unwrap();
     let e = Pool::open(&s).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
@@ -215,9 +205,7 @@ fn second_open_is_busy_until_the_first_closes() {
 
 #[test]
 fn damaged_header_is_refused_and_left_alone() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "g.set", "", &[2 * M, 2 * M]);
-    let s = load(&set);
+    let (_d, _set, parts, s) = temp_set("g.set", "", &[2 * M, 2 * M]);
     drop(Pool::create(&s, Some(&attr())).unwrap());
     let mut b = fs::read(&parts[1]).unwrap();
     b[60] ^= 1;
@@ -230,9 +218,7 @@ fn damaged_header_is_refused_and_left_alone() {
 
 #[test]
 fn size_mismatch_is_refused() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "h.set", "NOHDRS", &[2 * M]);
-    let s = load(&set);
+    let (_d, _set, parts, s) = temp_set("h.set", "NOHDRS", &[2 * M]);
     drop(Pool::create(&s, None).unwrap());
     fs::OpenOptions::new()
         .write(true)
@@ -290,9 +276,7 @@ fn singlehdr_offsets_cross_part_boundaries() {
 
 #[test]
 fn all_headers_offsets_skip_each_later_header() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "j.set", "", &[2 * M, 2 * M]);
-    let s = load(&set);
+    let (_d, _set, parts, s) = temp_set("j.set", "", &[2 * M, 2 * M]);
     let pool = Pool::create(&s, Some(&attr())).unwrap();
     assert_eq!(pool.size(), 4 * M - 4096);
     pool.write(2 * M - 2, &[1, 2, 3, 4]).unwrap();
@@ -324,9 +308,7 @@ fn all_headers_offsets_skip_each_later_header() {
 
 #[test]
 fn set_attr_rewrites_every_header() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, _) = write_set(d.path(), "k.set", "", &[2 * M, 2 * M, 2 * M]);
-    let s = load(&set);
+    let (d, _set, _, s) = temp_set("k.set", "", &[2 * M, 2 * M, 2 * M]);
     let pool = Pool::create(&s, Some(&attr())).unwrap();
     let mut a2 = attr();
     a2.uuid = [0x99; 16];
@@ -390,9 +372,7 @@ fn persist_coalesces_and_validates() {
 
 #[test]
 fn remove_respects_force_and_pool_set_flags() {
-    let d = tempfile::tempdir().unwrap();
-    let (set, parts) = write_set(d.path(), "n.set", "", &[2 * M, 2 * M]);
-    let s = load(&set);
+    let (_d, set, parts, s) = temp_set("n.set", "", &[2 * M, 2 * M]);
     drop(Pool::create(&s, Some(&attr())).unwrap());
     // Busy pool: refused without force.
     let held = Pool::open(&s).unwrap();

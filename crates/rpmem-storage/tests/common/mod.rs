@@ -37,3 +37,17 @@ pub fn write_set(dir: &Path, name: &str, option: &str, sizes: &[u64]) -> (PathBu
 pub fn load(p: &Path) -> PoolSet {
     PoolSet::load(p).unwrap()
 }
+
+/// [`write_set`] in a fresh temporary directory (removed when the returned
+/// `TempDir` is dropped): the directory, the set file, its parts and the
+/// loaded set.
+pub fn temp_set(
+    name: &str,
+    option: &str,
+    sizes: &[u64],
+) -> (tempfile::TempDir, PathBuf, Vec<PathBuf>, PoolSet) {
+    let d = tempfile::tempdir().unwrap();
+    let (set, parts) = write_set(d.path(), name, option, sizes);
+    let s = load(&set);
+    (d, set, parts, s)
+}
