@@ -34,12 +34,14 @@ fn pmempool_pool(t: &LocalTarget, name: &str, layout: &str) -> PathBuf {
     part
 }
 
+/// A fresh target, or `None` (skipping, outside CI) without `pmempool`.
+fn pmempool_target() -> Option<LocalTarget> {
+    have_tool("pmempool").then(LocalTarget::new)
+}
+
 #[test]
 fn pmempool_obj_pool_opens_through_our_daemon_with_its_attributes() {
-    if !have_tool("pmempool") {
-        return;
-    }
-    let t = LocalTarget::new();
+    let Some(t) = pmempool_target() else { return };
     let part = pmempool_pool(&t, "pmdk", "interop-layout");
     let before = fs::read(&part).unwrap();
 
@@ -80,10 +82,7 @@ fn pmempool_obj_pool_opens_through_our_daemon_with_its_attributes() {
 
 #[test]
 fn parts_our_daemon_writes_pass_pmempool_info_and_check() {
-    if !have_tool("pmempool") {
-        return;
-    }
-    let t = LocalTarget::new();
+    let Some(t) = pmempool_target() else { return };
     // The model: a pool pmempool made, read through our daemon.
     pmempool_pool(&t, "model", "copied");
     let cfg = t.config();
@@ -141,10 +140,7 @@ fn two_part_set(t: &LocalTarget, name: &str, stem: &str) -> [PathBuf; 2] {
 
 #[test]
 fn multi_part_pools_move_both_ways_and_pass_pmempool_check() {
-    if !have_tool("pmempool") {
-        return;
-    }
-    let t = LocalTarget::new();
+    let Some(t) = pmempool_target() else { return };
     // pmempool makes a two-part obj pool from a pool set in the poolset dir.
     two_part_set(&t, "pmdk2.set", "pmdk2");
     let set = t.dir().join("pmdk2.set");
