@@ -336,9 +336,7 @@ fn initiator_death_makes_pending_flushes_durable_and_exits_non_zero() {
 fn silent_connections_cannot_pile_up() {
     let env = Env::new();
     let parts = env.set("q.set", "NOHDRS", &[2 * M]);
-    let log = env.home().join("q.log");
-    let log_arg = format!("--log-file={}", log.display());
-    let mut d = env.spawn(&["--log-level=warn", &log_arg]);
+    let (mut d, log) = env.spawn_logging("q.log");
     let s = opened(d.create("q.set", 2 * M, 1, None));
     let before = fs::read(&parts[0]).unwrap();
     // One lane: 1 + 16 spare connections may wait for their hello.
@@ -419,9 +417,7 @@ fn cut_payload_lands_only_in_whole_pieces_and_is_not_acknowledged() {
 fn lanes_only_from_the_ssh_client_or_allowed_networks() {
     let env = Env::new();
     let parts = env.set("p.set", "NOHDRS", &[2 * M]);
-    let log = env.home().join("p.log");
-    let log_arg = format!("--log-file={}", log.display());
-    let mut d = env.spawn(&["--log-level=warn", &log_arg]);
+    let (mut d, log) = env.spawn_logging("p.log");
     let s = opened(d.create("p.set", 2 * M, 2, None));
     let other = std::net::Ipv4Addr::new(127, 0, 0, 2);
     let mut stranger = connect_from(&s, other);

@@ -60,6 +60,13 @@ impl Env {
         Daemon::spawn(self.cmd().args(extra))
     }
 
+    /// A daemon logging warnings and worse to `<home>/<log>`, and that path.
+    pub fn spawn_logging(&self, log: &str) -> (Daemon, PathBuf) {
+        let path = self.home().join(log);
+        let arg = format!("--log-file={}", path.display());
+        (self.spawn(&["--log-level=warn", &arg]), path)
+    }
+
     /// A fresh daemon creates pool set `name`, one 2 MiB part without
     /// headers, with `nlanes` lanes: the part, the daemon, its session.
     pub fn created(&self, name: &str, nlanes: u32) -> (PathBuf, Daemon, Session) {
