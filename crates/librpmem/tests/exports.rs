@@ -29,6 +29,20 @@ fn built_library() -> PathBuf {
     so
 }
 
+/// `COMPILER FLAGS SRC -I<include> -L<dir> -Wl,-rpath,<dir> -lrpmem -o OUT`:
+/// a program built against the header in `include` and the library in `dir`.
+fn build(compiler: &str, flags: &[&str], src: &Path, include: &Path, dir: &Path, out: &Path) {
+    run(Command::new(compiler)
+        .args(flags)
+        .arg(src)
+        .arg(format!("-I{}", include.display()))
+        .arg(format!("-L{}", dir.display()))
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .arg("-lrpmem")
+        .arg("-o")
+        .arg(out));
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
@@ -103,15 +117,14 @@ fn c_program_against_header_and_library() {
         std::os::unix::fs::symlink(&lib, &link).unwrap();
     }
     let exe = dir.join("abi");
-    run(Command::new("cc")
-        .args(["-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror"])
-        .arg(&src)
-        .arg(format!("-I{}", include.display()))
-        .arg(format!("-L{}", dir.display()))
-        .arg(format!("-Wl,-rpath,{}", dir.display()))
-        .arg("-lrpmem")
-        .arg("-o")
-        .arg(&exe));
+    build(
+        "cc",
+        &["-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror"],
+        &src,
+        &include,
+        &dir,
+        &exe,
+    );
     // The program binds to the versioned symbols and needs the soname.
     let t = run(Command::new("objdump").arg("-T").arg(&exe));
     assert!(
@@ -139,15 +152,14 @@ fn c_program_against_header_and_library() {
         "#include <librpmem.h>\nint main() { return rpmem_check_version(1, 3) != 0; }\n",
     )
     .unwrap();
-    run(Command::new("c++")
-        .args(["-Wall", "-Wextra", "-Werror"])
-        .arg(&cxx)
-        .arg(format!("-I{}", include.display()))
-        .arg(format!("-L{}", dir.display()))
-        .arg(format!("-Wl,-rpath,{}", dir.display()))
-        .arg("-lrpmem")
-        .arg("-o")
-        .arg(dir.join("hdr")));
+    build(
+        "c++",
+        &["-Wall", "-Wextra", "-Werror"],
+        &cxx,
+        &include,
+        &dir,
+        &dir.join("hdr"),
+    );
     run(&mut Command::new(dir.join("hdr")));
     let _ = std::fs::remove_dir_all(&dir);
 }
