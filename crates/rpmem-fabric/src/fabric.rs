@@ -52,6 +52,7 @@ impl Libfabric {
             caps: ffi::FI_MSG | ffi::FI_RMA,
             mode: ffi::FI_CONTEXT | ffi::FI_CONTEXT2 | ffi::FI_RX_CQ_DATA,
             mr_mode: MrMode::SUPPORTED.bits(),
+            msg_order: ffi::FI_ORDER_SAW | ffi::FI_ORDER_RAW | ffi::FI_ORDER_RMA_RAW,
         };
         let service = hints.port.map(|p| p.to_string());
         let flags = if hints.listen { ffi::FI_SOURCE } else { 0 };
@@ -67,8 +68,11 @@ impl Libfabric {
 }
 
 /// What to ask `fi_getinfo` for: always `FI_EP_MSG` endpoints with `FI_MSG`
-/// and `FI_RMA`, thread-safe domains, and the memory registration modes this
-/// crate handles ([`MrMode::SUPPORTED`]).
+/// and `FI_RMA`, thread-safe domains, the memory registration modes this
+/// crate handles ([`MrMode::SUPPORTED`]), and ordering at the target of a
+/// send or an RMA read after the RMA writes posted before it on the same
+/// endpoint (`FI_ORDER_SAW`, `FI_ORDER_RAW`): a message announcing written
+/// data, or a read that proves it arrived, can follow the writes at once.
 #[derive(Debug, Clone, Default)]
 pub struct Hints {
     provider: Option<String>,
@@ -303,6 +307,8 @@ bitflags::bitflags! {
     pub struct Access: u64 {
         /// Source of sends and RMA writes, target of receives and RMA reads.
         const LOCAL = ffi::FI_SEND | ffi::FI_RECV | ffi::FI_READ | ffi::FI_WRITE;
+        /// Only the source of sends and RMA writes (memory we never write).
+        const SOURCE = ffi::FI_SEND | ffi::FI_WRITE;
         /// The peer may RMA-read it.
         const REMOTE_READ = ffi::FI_REMOTE_READ;
         /// The peer may RMA-write it.
@@ -453,6 +459,18 @@ impl MemoryRegion {
     /// Copies `data` into the region at `offset`.
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.h.write(offset, data)
+    }
+
+    /// Copies `len` bytes of `src` at `src_offset` into this region at
+    /// `offset`.
+    pub fn copy_from(
+        &self,
+        offset: usize,
+        src: &MemoryRegion,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        self.h.copy_from(offset, &src.h, src_offset, len)
     }
 
     /// Copies from the region at `offset` into `out`.
@@ -808,13 +826,26 @@ impl Endpoint {
     pub fn wait(&mut self, timeout: Duration) -> Result<Completion> {
         let start = Instant::now();
         loop {
-            if let Some(c) = self.poll()? {
+            // While spinning only the completion queue is read: it is cheap,
+            // the event queue is not, and a connection that ends fails the
+            // operations in flight anyway.
+            if let Some(c) = self.pending.pop_front() {
+                return Ok(c);
+            }
+            if let Some(c) = self.reap()? {
                 return Ok(c);
             }
             let elapsed = start.elapsed();
             if elapsed < self.spin {
                 std::hint::spin_loop();
                 continue;
+            }
+            if let Err(e) = self.check_events() {
+                // What the peer sent before it went away still counts.
+                return match self.reap()? {
+                    Some(c) => Ok(c),
+                    None => Err(e),
+                };
             }
             if elapsed >= timeout {
                 return Err(Error::Timeout("waiting for a completion"));
@@ -927,6 +958,19 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_move_between_threads() {
+        fn send<T: Send>() {}
+        fn shared<T: Send + Sync>() {}
+        send::<Endpoint>();
+        send::<ConnRequest>();
+        send::<Listener>();
+        shared::<Domain>();
+        shared::<Fabric>();
+        shared::<MemoryRegion>();
+        shared::<Libfabric>();
+    }
 
     #[test]
     fn sockaddr_decodes_ipv4_and_ipv6() {

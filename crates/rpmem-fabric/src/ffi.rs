@@ -33,6 +33,12 @@ pub(crate) const FI_CONTEXT: u64 = 1 << 59;
 pub(crate) const FI_CONTEXT2: u64 = 1 << 52;
 pub(crate) const FI_RX_CQ_DATA: u64 = 1 << 56;
 
+// msg_order bits: a send, or an RMA read, is not executed at the target
+// before the RMA writes posted ahead of it on the endpoint.
+pub(crate) const FI_ORDER_RAW: u64 = 1 << 1;
+pub(crate) const FI_ORDER_SAW: u64 = 1 << 7;
+pub(crate) const FI_ORDER_RMA_RAW: u64 = 1 << 33;
+
 // mr_mode bits
 pub(crate) const FI_MR_LOCAL: i32 = 1 << 2;
 pub(crate) const FI_MR_RAW: i32 = 1 << 3;

@@ -18,6 +18,15 @@ use std::os::raw::{c_int, c_void};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
+/// A loader error with the dynamic loader's own words (libloading keeps
+/// them in the source).
+fn describe(e: &libloading::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(s) => s.to_string(),
+        None => e.to_string(),
+    }
+}
+
 /// The exported libfabric functions, resolved once.
 pub(crate) struct Lib {
     getinfo: FnGetinfo,
@@ -39,7 +48,7 @@ impl Lib {
         };
         // SAFETY: loading runs the library's initialisers; libfabric's only
         // set up its provider table and have no preconditions on us.
-        let lib = unsafe { libloading::Library::new(name) }.map_err(|e| err(e.to_string()))?;
+        let lib = unsafe { libloading::Library::new(name) }.map_err(|e| err(describe(&e)))?;
         macro_rules! sym {
             ($name:literal, $ty:ty) => {{
                 let s: libloading::Symbol<$ty> =
@@ -48,7 +57,7 @@ impl Lib {
                     // the layout test against the headers). dlsym returns its
                     // default version, the one the headers describe.
                     unsafe { lib.get(concat!($name, "\0").as_bytes()) }
-                        .map_err(|e| err(format!("{}: {e}", $name)))?;
+                        .map_err(|e| err(format!("{}: {}", $name, describe(&e))))?;
                 *s
             }};
         }
@@ -112,6 +121,7 @@ pub(crate) struct HintSpec<'a> {
     pub caps: u64,
     pub mode: u64,
     pub mr_mode: i32,
+    pub msg_order: u64,
 }
 
 /// Calls `fi_getinfo` and returns every answer as its own owned `fi_info`.
@@ -151,6 +161,8 @@ pub(crate) fn getinfo(
         (*(*h).ep_attr).type_ = FI_EP_MSG;
         (*(*h).domain_attr).mr_mode = spec.mr_mode;
         (*(*h).domain_attr).threading = FI_THREAD_SAFE;
+        (*(*h).tx_attr).msg_order = spec.msg_order;
+        (*(*h).rx_attr).msg_order = spec.msg_order;
         if let Some(p) = &provider {
             (*(*h).fabric_attr).prov_name = libc::strdup(p.as_ptr());
         }
@@ -633,6 +645,23 @@ impl MrH {
         // libfabric may access it concurrently, which is the nature of
         // registered memory (bytes, no invariants).
         unsafe { ptr::copy(src.as_ptr(), dst, src.len()) };
+        Ok(())
+    }
+
+    /// Copies `len` bytes of `src` at `src_offset` to `offset` (the two may
+    /// be the same registration, overlapping).
+    pub(crate) fn copy_from(
+        &self,
+        offset: usize,
+        src: &MrH,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        let dst = self.range(offset, len)?;
+        let from = src.range(src_offset, len)?;
+        // SAFETY: both ranges are in bounds (checked) of memory valid for
+        // the handles' lives; `ptr::copy` allows overlap.
+        unsafe { ptr::copy(from, dst, len) };
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 
 use crate::attr::PoolAttr;
 use crate::codec::{Reader, Writer};
+use crate::transport::{FabricSession, TransportChoice};
 use crate::{DecodeError, Status, PROTO_VERSION};
 
 /// Largest control frame body either side accepts.
@@ -27,17 +28,27 @@ pub struct PoolRequest {
     pub pool_size: u64,
     /// Lanes wanted.
     pub nlanes: u32,
+    /// The data transport wanted.
+    pub transport: TransportChoice,
 }
 
 impl PoolRequest {
-    /// A request in this protocol's version ([`PROTO_VERSION`]).
+    /// A request in this protocol's version ([`PROTO_VERSION`]), for lanes
+    /// over our TCP transport.
     pub fn new(pool_set: impl Into<String>, pool_size: u64, nlanes: u32) -> PoolRequest {
         PoolRequest {
             version: PROTO_VERSION,
             pool_set: pool_set.into(),
             pool_size,
             nlanes,
+            transport: TransportChoice::Tcp,
         }
+    }
+
+    /// The same request, for lanes over `transport`.
+    pub fn over(mut self, transport: TransportChoice) -> PoolRequest {
+        self.transport = transport;
+        self
     }
 
     fn write(&self, w: &mut Writer<'_>) {
@@ -45,6 +56,7 @@ impl PoolRequest {
         w.str(&self.pool_set);
         w.u64(self.pool_size);
         w.u32(self.nlanes);
+        self.transport.write(w);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -53,6 +65,7 @@ impl PoolRequest {
             pool_set: r.str("pool set name", MAX_NAME)?,
             pool_size: r.u64()?,
             nlanes: r.u32()?,
+            transport: TransportChoice::read(r)?,
         })
     }
 }
@@ -100,6 +113,9 @@ pub struct Session {
     pub port: u16,
     /// Secret every data connection of this session must present.
     pub secret: [u8; SECRET_LEN],
+    /// For a libfabric session, what its lanes need (`None`: TCP; `addr`
+    /// and `port` are then the TCP listener's, else the fabric listener's).
+    pub fabric: Option<Box<FabricSession>>,
 }
 
 /// A response from the daemon.
@@ -333,6 +349,7 @@ impl Response {
                 w.str(&s.addr);
                 w.u16(s.port);
                 w.bytes(&s.secret);
+                FabricSession::write_opt(&s.fabric, w);
             }
             Response::Ok => w.u8(RESP_OK),
             Response::Error { status, message } => {
@@ -365,6 +382,7 @@ impl Response {
                 addr: r.str("address", 256)?,
                 port: r.u16()?,
                 secret: r.array()?,
+                fabric: FabricSession::read_opt(&mut r)?,
             }),
             RESP_OK => Response::Ok,
             RESP_ERROR => {
@@ -393,6 +411,7 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::{PersistMethod, RemotePart, MAX_PARTS};
     use proptest::prelude::*;
 
     fn body(frame: &[u8]) -> &[u8] {
@@ -468,6 +487,36 @@ mod tests {
         assert!(open.opens_pool() && !Request::Close.opens_pool());
     }
 
+    fn fabric_session() -> FabricSession {
+        let part = |offset, writable| RemotePart {
+            offset,
+            len: 1 << 20,
+            addr: 0x7f00_0000_0000 + offset,
+            key: 42,
+            writable,
+        };
+        FabricSession {
+            provider: "tcp".into(),
+            persist: PersistMethod::Appliance,
+            inline_max: 4096,
+            recv_slots: 16,
+            stage: part(0, true),
+            parts: vec![part(0, false), part(4096, true)],
+        }
+    }
+
+    #[test]
+    fn too_many_parts_are_refused() {
+        let mut s = fabric_session();
+        s.parts = vec![s.parts[0]; MAX_PARTS + 1];
+        let mut v = Vec::new();
+        FabricSession::write_opt(&Some(Box::new(s)), &mut Writer(&mut v));
+        assert!(matches!(
+            FabricSession::read_opt(&mut Reader::new(&v)),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+
     #[test]
     fn requests_round_trip() {
         let reqs = [
@@ -484,6 +533,12 @@ mod tests {
             },
             Request::Open {
                 pool: PoolRequest::new("x.set", 8192, 4),
+            },
+            Request::Create {
+                pool: PoolRequest::new("a/b.set", 1 << 30, 1024).over(TransportChoice::Fabric {
+                    provider: "verbs".into(),
+                }),
+                attr: None,
             },
             Request::SetAttr {
                 attr: PoolAttr::default(),
@@ -507,6 +562,18 @@ mod tests {
                 addr: "127.0.0.1".into(),
                 port: 40000,
                 secret: [9; SECRET_LEN],
+                fabric: None,
+            }),
+            Response::Opened(Session {
+                version: 1,
+                nlanes: 2,
+                remote_size: 1 << 26,
+                has_header: false,
+                attr: PoolAttr::default(),
+                addr: "10.0.0.1".into(),
+                port: 7471,
+                secret: [3; SECRET_LEN],
+                fabric: Some(Box::new(fabric_session())),
             }),
             Response::Ok,
             Response::Error {
@@ -559,7 +626,7 @@ mod tests {
                 Request::Create { pool: PoolRequest::new("a.set", 1 << 20, 4), attr: Some(PoolAttr::default()) }.encode(),
                 Request::Open { pool: PoolRequest::new("p.set", 1 << 20, 2) }.encode(),
                 Request::SetAttr { attr: PoolAttr::default() }.encode(),
-                Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN] }).encode(),
+                Response::Opened(Session { version: 1, nlanes: 2, remote_size: 1 << 20, has_header: false, attr: PoolAttr::default(), addr: "127.0.0.1".into(), port: 1, secret: [7; SECRET_LEN], fabric: Some(Box::new(fabric_session())) }).encode(),
                 Response::Error { status: Status::Busy, message: "busy".into() }.encode(),
             ];
             let mut body = frames[which][4..].to_vec();

@@ -47,6 +47,7 @@ pub mod data;
 pub mod pmdk;
 pub mod status;
 pub mod text;
+pub mod transport;
 
 pub use attr::PoolAttr;
 pub use status::Status;

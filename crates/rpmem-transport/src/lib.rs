@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod fabric;
 pub mod initiator;
 pub mod pmdk;
 mod region;

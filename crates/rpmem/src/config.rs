@@ -25,9 +25,15 @@ pub struct Config {
     pub work_queue_size: usize,
     /// Whether the TCP transport may be used (`RPMEM_ENABLE_SOCKETS`, default on).
     pub enable_sockets: bool,
-    /// Whether an RDMA transport may be used (`RPMEM_ENABLE_VERBS`, default on;
-    /// this build has none).
+    /// Whether libfabric's verbs provider may be used (`RPMEM_ENABLE_VERBS`,
+    /// default on).
     pub enable_verbs: bool,
+    /// Which transport to use (`RPMEM_TRANSPORT`: `auto`, `tcp` or `fabric`;
+    /// `None` is `auto`). Checked when a pool is created or opened.
+    pub transport: Option<String>,
+    /// The libfabric provider for the fabric transport
+    /// (`RPMEM_FABRIC_PROVIDER`; `None`: the best one offered).
+    pub fabric_provider: Option<String>,
     /// How long a data-path call waits for the target before failing with
     /// ECONNRESET (`RPMEM_TIMEOUT_MS`, default 5000).
     pub io_timeout: Duration,
@@ -51,6 +57,8 @@ impl Default for Config {
             work_queue_size: 1024,
             enable_sockets: true,
             enable_verbs: true,
+            transport: None,
+            fabric_provider: None,
             io_timeout: Duration::from_secs(5),
             open_timeout: Some(Duration::from_secs(60)),
             spin: spin::DEFAULT_SPIN,
@@ -90,6 +98,8 @@ impl Config {
                 .unwrap_or(d.work_queue_size),
             enable_sockets: env_bool("RPMEM_ENABLE_SOCKETS", d.enable_sockets),
             enable_verbs: env_bool("RPMEM_ENABLE_VERBS", d.enable_verbs),
+            transport: env_nonempty("RPMEM_TRANSPORT"),
+            fabric_provider: env_nonempty("RPMEM_FABRIC_PROVIDER"),
             io_timeout: env_num::<u64>("RPMEM_TIMEOUT_MS")
                 .filter(|n| *n > 0)
                 .map_or(d.io_timeout, Duration::from_millis),

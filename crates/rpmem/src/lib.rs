@@ -51,6 +51,7 @@ mod pmdk;
 mod pool;
 mod region;
 mod remove;
+mod select;
 mod split;
 mod sys;
 

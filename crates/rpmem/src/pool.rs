@@ -4,9 +4,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use rpmem_proto::control::{Answer, PoolRequest, Request, Session};
 use rpmem_proto::data::wire_flags;
+use rpmem_proto::transport::{PersistMethod, TransportChoice};
 use rpmem_proto::PoolAttr;
 use rpmem_transport::initiator::{Connector, LaneOptions};
-use rpmem_transport::tcp::TcpConnector;
 use rpmem_transport::Region;
 
 use crate::config::{Config, Target};
@@ -246,32 +246,35 @@ impl RemotePool {
             return Err(invalid("the pool set name is empty"));
         }
         let target = Target::parse(target_str)?;
-        if !cfg.enable_sockets {
-            return Err(Error::NoTransport(
-                "no usable transport: the TCP transport is disabled (RPMEM_ENABLE_SOCKETS=0) \
-                 and this build has no RDMA transport"
-                    .into(),
-            ));
-        }
-        let connector = TcpConnector;
+        let selected = crate::select::select(cfg)?;
         log::info!(
-            "transport: {} (RDMA not built in; RPMEM_ENABLE_VERBS={}, RPMEM_ENABLE_SOCKETS=1)",
-            connector.name(),
-            u8::from(cfg.enable_verbs)
+            "transport: {} ({})",
+            match &selected.request {
+                TransportChoice::Tcp => "tcp".to_string(),
+                TransportChoice::Fabric { provider } => format!("fabric, provider {provider}"),
+            },
+            selected.why
         );
         let want = nlanes.min(cfg.max_lanes).clamp(1, MAX_LANES);
         let name = format!("{target_str}:{pool_set}");
         let cmd = next_command(&cfg.cmd);
         log::debug!("{name}: starting '{cmd}' through '{}'", cfg.ssh);
         let control = Control::start(cfg, &target, &cmd)?;
-        let pool = PoolRequest::new(pool_set, size as u64, want);
+        let pool = PoolRequest::new(pool_set, size as u64, want).over(selected.request.clone());
         let req = match mode {
             Mode::Create(attr) => Request::Create { pool, attr },
             Mode::Open => Request::Open { pool },
         };
         // SAFETY: forwarded from create/open's caller.
         let r = unsafe {
-            Self::establish(cfg, name.clone(), Box::new(control), &connector, &req, addr)
+            Self::establish(
+                cfg,
+                name.clone(),
+                Box::new(control),
+                selected.connector.as_ref(),
+                &req,
+                addr,
+            )
         };
         match r {
             Err(Error::ForeignDaemon(why)) => {
@@ -365,7 +368,17 @@ impl RemotePool {
             } else {
                 "no header"
             },
-            connector.name()
+            match &session.fabric {
+                None => "tcp".to_string(),
+                Some(f) => format!(
+                    "fabric (provider {}, persist {})",
+                    f.provider,
+                    match f.persist {
+                        PersistMethod::General => "general",
+                        PersistMethod::Appliance => "appliance",
+                    }
+                ),
+            }
         );
         log::debug!(
             "{name}: remote pool {} bytes, data on {}:{}",

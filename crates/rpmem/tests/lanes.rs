@@ -39,6 +39,7 @@ impl ControlChannel for Control {
                 addr: "in-memory".into(),
                 port: 0,
                 secret: SECRET,
+                fabric: None,
             })
         } else {
             Answer::Done

@@ -31,12 +31,11 @@ impl DataServer {
     /// `secret`, connecting from `peers`, through `listener`.
     pub fn start(
         listener: Box<dyn TargetListener>,
-        pool: Pool,
+        pool: Arc<Pool>,
         secret: [u8; SECRET_LEN],
         nlanes: u32,
         peers: AllowedPeers,
     ) -> io::Result<DataServer> {
-        let pool = Arc::new(pool);
         let p2 = Arc::clone(&pool);
         let unreported = Arc::new(Mutex::new(Vec::new()));
         let u2 = Arc::clone(&unreported);

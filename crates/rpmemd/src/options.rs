@@ -46,9 +46,10 @@ yes/no); '#' starts a comment; $HOME is expanded. A bad line is an error naming 
 Persistency methods: rpmemd makes every persisted range durable itself before acknowledging it: msync of the \
 covering pages, or on persistent memory (MAP_SYNC or device DAX) a CPU cache flush (clwb, clflushopt or \
 clflush) and fence. That is the general method (persist-general, always in effect). The appliance method \
-(persist-apm) is RDMA's read-after-write without the target CPU: sessions of PMDK's librpmem get it on \
-persistent memory (or with RPMEMD_FORCE_PMEM=1); over our TCP transport every byte passes through rpmemd, \
-so for our library it is accepted, logged, and changes nothing.
+(persist-apm) is RDMA's read-after-write without the target CPU: sessions of PMDK's librpmem and our \
+fabric sessions get it where every part is persistent memory (or RPMEMD_FORCE_PMEM=1), otherwise rpmemd \
+logs why and uses the general method; over our TCP transport every byte passes through rpmemd, so there \
+it changes nothing.
 
 Data connections: rpmemd listens on the server address of SSH_CONNECTION and accepts lanes only from its \
 client address (127.0.0.1 under rpmem-ssh-local), plus what --allow-from adds; any other connection is closed \
@@ -89,8 +90,8 @@ pub struct Cli {
     #[arg(long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
     /// Appliance persistency method (RDMA read-after-write): given to PMDK's
-    /// librpmem on persistent memory; over our TCP rpmemd makes data durable
-    /// itself either way.
+    /// librpmem and our fabric sessions on persistent memory; over TCP
+    /// rpmemd makes data durable itself either way.
     #[arg(long = "persist-apm")]
     pub persist_apm: bool,
     /// General persistency method: rpmemd makes each persisted range durable

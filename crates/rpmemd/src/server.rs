@@ -2,18 +2,23 @@
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use log::{debug, error, info, warn};
 use rpmem_proto::control::{self, PoolRequest, Request, Response, Session, SECRET_LEN};
 use rpmem_proto::pmdk::obc;
+use rpmem_proto::transport::{PersistMethod, TransportChoice};
 use rpmem_proto::{PoolAttr, Status, PROTO_VERSION};
-use rpmem_storage::{resolve_name, ErrorKind, Pool, PoolSet, StorageError};
+use rpmem_storage::{resolve_name, ErrorKind, Pool, PoolSet, StorageError, HDR_SIZE};
+use rpmem_transport::fabric::{FabricListener, FabricOptions};
 use rpmem_transport::spin;
+use rpmem_transport::target::TargetListener;
 use rpmem_transport::tcp::TcpListener;
 
 use crate::error::{DaemonError, Result};
 use crate::options::Settings;
 use rpmemd::data_server::DataServer;
+use rpmemd::pool_memory::PoolMem;
 
 /// The two ends of the ssh session, from `SSH_CONNECTION` (`CLIENT-IP
 /// CLIENT-PORT SERVER-IP SERVER-PORT`).
@@ -285,28 +290,77 @@ fn open_pool(
         return Err(refusal(Status::BadNlanes, "zero lanes requested"));
     }
     let set = load_set(settings, &req.pool.pool_set, req.pool.pool_size)?;
-    let listener =
-        TcpListener::bind(addr, spin::window_from_env(spin::TARGET_SPIN_VAR)).map_err(|e| {
-            refusal(
-                Status::Fatal,
-                format!("cannot listen on {addr} for data connections: {e}"),
-            )
-        })?;
-    let port = listener
-        .port()
-        .map_err(|e| refusal(Status::Fatal, format!("listener address: {e}")))?;
+    let set_name = req.pool.pool_set.as_str();
+    // A fabric session needs libfabric here; find out before touching the pool.
+    let lib = match &req.pool.transport {
+        TransportChoice::Tcp => None,
+        TransportChoice::Fabric { provider } => {
+            Some(rpmem_fabric::Libfabric::load().map_err(|e| {
+                refusal(
+                    Status::ProviderUnsupported,
+                    format!(
+                        "the fabric transport (provider {provider}) is not available here: {e}"
+                    ),
+                )
+            })?)
+        }
+    };
     let mut secret = [0u8; SECRET_LEN];
     getrandom::getrandom(&mut secret)
         .map_err(|e| refusal(Status::Fatal, format!("no random session secret: {e}")))?;
-    let set_name = req.pool.pool_set.as_str();
-    let pool = open_storage(&set, set_name, req.create, req.attr.as_ref())?;
+    let pool = Arc::new(open_storage(&set, set_name, req.create, req.attr.as_ref())?);
     let nlanes = req.pool.nlanes.min(settings.max_lanes);
     let has_header = pool.has_header();
     let attr = pool.attr().unwrap_or_default();
     let size = pool.size();
+    let spin = spin::window_from_env(spin::TARGET_SPIN_VAR);
+    let (listener, port, fabric): (Box<dyn TargetListener>, u16, _) = match (&req.pool.transport, lib) {
+        (TransportChoice::Fabric { provider }, Some(lib)) => {
+            let persist = persist_method(settings, &pool, set_name);
+            let l = FabricListener::bind(
+                &lib,
+                addr,
+                Arc::new(PoolMem(Arc::clone(&pool))),
+                &FabricOptions {
+                    provider,
+                    nlanes,
+                    persist,
+                    read_only: if has_header { HDR_SIZE } else { 0 },
+                    spin,
+                },
+            )
+            .map_err(|e| {
+                refusal(
+                    Status::ProviderUnsupported,
+                    format!("cannot serve provider {provider} on {addr}: {e}"),
+                )
+            })?;
+            info!(
+                "pool set '{set_name}': transport fabric, provider {provider}, persist {}",
+                match persist {
+                    PersistMethod::General => "general",
+                    PersistMethod::Appliance => "appliance",
+                }
+            );
+            let (port, session) = (l.port(), Box::new(l.session().clone()));
+            (Box::new(l), port, Some(session))
+        }
+        _ => {
+            let l = TcpListener::bind(addr, spin).map_err(|e| {
+                refusal(
+                    Status::Fatal,
+                    format!("cannot listen on {addr} for data connections: {e}"),
+                )
+            })?;
+            let port = l
+                .port()
+                .map_err(|e| refusal(Status::Fatal, format!("listener address: {e}")))?;
+            (Box::new(l), port, None)
+        }
+    };
     let peers = settings.allowed_peers(ssh.client);
     debug!("pool set '{set_name}': lanes accepted from {peers}");
-    let server = DataServer::start(Box::new(listener), pool, secret, nlanes, peers)
+    let server = DataServer::start(listener, pool, secret, nlanes, peers)
         .map_err(|e| refusal(Status::Fatal, format!("cannot start the data server: {e}")))?;
     Ok((
         server,
@@ -319,8 +373,27 @@ fn open_pool(
             addr: addr.to_string(),
             port,
             secret,
+            fabric,
         },
     ))
+}
+
+/// The appliance method where asked for (`--persist-apm`) and possible: the
+/// initiator's reads then vouch for durability only if data in the pool's
+/// memory is durable, i.e. every part is persistent memory (or
+/// `RPMEMD_FORCE_PMEM=1` says to treat it so).
+fn persist_method(settings: &Settings, pool: &Pool, set_name: &str) -> PersistMethod {
+    if !settings.persist_apm {
+        return PersistMethod::General;
+    }
+    if pool.persist_method().is_cache_flush() {
+        return PersistMethod::Appliance;
+    }
+    info!(
+        "pool set '{set_name}': persist-apm needs every part to be persistent memory \
+         (this pool is synced with msync); using the general method"
+    );
+    PersistMethod::General
 }
 
 /// Stops the data side and releases the pool (locks included). Returns

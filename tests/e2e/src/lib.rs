@@ -132,6 +132,46 @@ pub fn bin(name: &str) -> PathBuf {
 /// through `rpmem-ssh-local`.
 pub struct LocalTarget {
     dir: TempDir,
+    transport: Transport,
+}
+
+/// The data transport a test's sessions use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Our TCP transport (`RPMEM_TRANSPORT=tcp`).
+    Tcp,
+    /// libfabric with this provider (`RPMEM_TRANSPORT=fabric
+    /// RPMEM_FABRIC_PROVIDER=...`).
+    Fabric(&'static str),
+}
+
+impl Transport {
+    /// The environment that selects it.
+    pub fn env(self) -> Vec<(String, String)> {
+        match self {
+            Transport::Tcp => vec![("RPMEM_TRANSPORT".into(), "tcp".into())],
+            Transport::Fabric(p) => vec![
+                ("RPMEM_TRANSPORT".into(), "fabric".into()),
+                ("RPMEM_FABRIC_PROVIDER".into(), p.into()),
+            ],
+        }
+    }
+
+    /// Whether it can run here: libfabric must be installed for a fabric
+    /// transport (in CI it must be; elsewhere the test says it skips).
+    pub fn available(self) -> bool {
+        if let Transport::Fabric(_) = self {
+            if let Err(e) = rpmem_fabric::Libfabric::load() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI must install libfabric1: {e}"
+                );
+                eprintln!("skipping: needs libfabric (apt-get install libfabric1): {e}");
+                return false;
+            }
+        }
+        true
+    }
 }
 
 impl Default for LocalTarget {
@@ -147,7 +187,23 @@ impl LocalTarget {
             .prefix("rpmem-target-")
             .tempdir()
             .expect("create temporary poolset directory");
-        LocalTarget { dir }
+        LocalTarget {
+            dir,
+            transport: Transport::Tcp,
+        }
+    }
+
+    /// A fresh target whose sessions use `transport`.
+    pub fn with_transport(transport: Transport) -> LocalTarget {
+        LocalTarget {
+            transport,
+            ..LocalTarget::new()
+        }
+    }
+
+    /// The transport this target's sessions use.
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// The poolset directory (absolute).
@@ -200,9 +256,15 @@ impl LocalTarget {
     /// Engine settings that reach this target's daemon through the installed
     /// `rpmem-ssh-local`, for tests of the Rust API.
     pub fn config(&self) -> rpmem::Config {
+        let (transport, fabric_provider) = match self.transport {
+            Transport::Tcp => ("tcp", None),
+            Transport::Fabric(p) => ("fabric", Some(p.to_string())),
+        };
         rpmem::Config {
             ssh: bin("rpmem-ssh-local").display().to_string(),
             cmd: self.rpmem_cmd(),
+            transport: Some(transport.into()),
+            fabric_provider,
             ..rpmem::Config::default()
         }
     }
@@ -235,15 +297,18 @@ impl LocalTarget {
     }
 
     /// `[("RPMEM_SSH", <prefix>/bin/rpmem-ssh-local), ("RPMEM_CMD", <prefix>/bin/rpmemd
-    /// --poolset-dir=<dir> --log-file=<dir>/rpmemd.log --log-level=debug)]`.
+    /// --poolset-dir=<dir> --log-file=<dir>/rpmemd.log --log-level=debug)]`
+    /// and the variables that select the target's transport.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "RPMEM_SSH".to_string(),
                 bin("rpmem-ssh-local").display().to_string(),
             ),
             ("RPMEM_CMD".to_string(), self.rpmem_cmd()),
-        ]
+        ];
+        env.extend(self.transport.env());
+        env
     }
 
     /// Contents of the daemon's log; empty if there is none.

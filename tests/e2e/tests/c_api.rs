@@ -10,10 +10,36 @@ use std::time::Duration;
 
 use e2e::{
     compile_c, expect_success, exported_functions, prefix, run_with_timeout, workspace_root,
-    LocalTarget,
+    LocalTarget, Transport,
 };
 
 const MIB: usize = 1024 * 1024;
+
+/// Tests `$body` (a function of the transport) over our TCP transport and
+/// over libfabric with its `tcp` and `sockets` providers, as
+/// `$name::{tcp, fabric_tcp, fabric_sockets}`.
+macro_rules! over_transports {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn tcp() {
+                $body(Transport::Tcp)
+            }
+
+            #[test]
+            fn fabric_tcp() {
+                $body(Transport::Fabric("tcp"))
+            }
+
+            #[test]
+            fn fabric_sockets() {
+                $body(Transport::Fabric("sockets"))
+            }
+        }
+    };
+}
 
 fn c_source(name: &str) -> PathBuf {
     workspace_root().join("tests").join("c").join(name)
@@ -171,9 +197,11 @@ fn abi_program_links_versioned_symbols() {
     assert!(out.contains("0 failures"), "{out}");
 }
 
-#[test]
-fn manual_page_example_runs_against_nohdrs_set() {
-    let t = LocalTarget::new();
+fn example(tr: Transport) {
+    if !tr.available() {
+        return;
+    }
+    let t = LocalTarget::with_transport(tr);
     set_nohdrs(&t, "pool.set", "32M", "pool.part");
     let exe = compile_c(&c_source("example.c"));
     let out = run_ok(&t, &exe, &["localhost", "pool.set"]);
@@ -187,9 +215,11 @@ fn manual_page_example_runs_against_nohdrs_set() {
     assert!(out.contains("unaligned pool_addr refused"), "{out}");
 }
 
-#[test]
-fn data_and_attributes_survive_close_and_reopen() {
-    let t = LocalTarget::new();
+fn roundtrip(tr: Transport) {
+    if !tr.available() {
+        return;
+    }
+    let t = LocalTarget::with_transport(tr);
     set_with_headers(&t, "rt.set", "8M", "rt.part");
     let exe = compile_c(&c_source("roundtrip.c"));
     let p = part(&t, "rt.part");
@@ -206,9 +236,11 @@ fn data_and_attributes_survive_close_and_reopen() {
     run_ok(&t, &exe, &["localhost", "rt.set", "verify"]);
 }
 
-#[test]
-fn four_threads_on_four_lanes() {
-    let t = LocalTarget::new();
+fn lanes(tr: Transport) {
+    if !tr.available() {
+        return;
+    }
+    let t = LocalTarget::with_transport(tr);
     set_with_headers(&t, "lanes.set", "8M", "lanes.part");
     let exe = compile_c(&c_source("lanes.c"));
     let image = t.dir().join("lanes.image");
@@ -231,9 +263,11 @@ fn four_threads_on_four_lanes() {
     }
 }
 
-#[test]
-fn every_bad_call_fails_with_its_errno() {
-    let t = LocalTarget::new();
+fn badcalls(tr: Transport) {
+    if !tr.available() {
+        return;
+    }
+    let t = LocalTarget::with_transport(tr);
     set_with_headers(&t, "hdr.set", "8M", "hdr.part");
     set_with_headers(&t, "exists.set", "8M", "exists.part");
     set_nohdrs(&t, "nohdrs.set", "8M", "nohdrs.part");
@@ -293,3 +327,11 @@ fn every_bad_call_fails_with_its_errno() {
     // The refused persists never reached the header of hdr.set.
     assert_eq!(&part_bytes(&part(&t, "hdr.part"), 0, 8), b"BADCALL\0");
 }
+
+over_transports!(manual_page_example_runs_against_nohdrs_set, example);
+
+over_transports!(data_and_attributes_survive_close_and_reopen, roundtrip);
+
+over_transports!(four_threads_on_four_lanes, lanes);
+
+over_transports!(every_bad_call_fails_with_its_errno, badcalls);

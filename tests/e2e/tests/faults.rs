@@ -19,7 +19,10 @@ use e2e::faults::{
     alive, assert_acked_blocks, pattern, persist_until_error, signal, wait_for_acks, wait_gone,
     Fault, FaultOutcome, Netns, Proxy, SmallFs, Writer, HANG,
 };
-use e2e::{bin, compile_c, is_root, read_file, workspace_root, write_script, LocalTarget, Served};
+use e2e::{
+    bin, compile_c, is_root, read_file, workspace_root, write_script, LocalTarget, Served,
+    Transport,
+};
 use rpmem::{Config, PersistFlags, Pool};
 use rpmem_proto::control::{self, PoolRequest, Request, Response, Session};
 use rpmem_proto::data::{
@@ -34,9 +37,23 @@ const MIB: usize = 1024 * 1024;
 
 #[test]
 fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() {
+    target_death(Transport::Tcp);
+}
+
+#[test]
+fn target_death_fails_every_fabric_lane_in_bounded_time_and_keeps_acknowledged_bytes() {
+    for provider in ["tcp", "sockets"] {
+        target_death(Transport::Fabric(provider));
+    }
+}
+
+fn target_death(tr: Transport) {
     const LANES: u32 = 4;
     const BLOCK: usize = 4096;
-    let t = LocalTarget::new();
+    if !tr.available() {
+        return;
+    }
+    let t = LocalTarget::with_transport(tr);
     let cfg = t.config();
     assert_eq!(cfg.io_timeout, Duration::from_millis(5000), "the default");
     let (part, mut pool) = t.create_nohdrs("death", 16 * MIB, LANES);
@@ -60,11 +77,11 @@ fn target_death_fails_every_lane_in_bounded_time_and_keeps_acknowledged_bytes() 
             .expect("a lane's persist hung after the target died");
         let took = at.duration_since(killed);
         worst = worst.max(took);
-        eprintln!("lane {lane}: error after {took:?}: errno {errno}: {msg}");
+        eprintln!("{tr:?} lane {lane}: error after {took:?}: errno {errno}: {msg}");
         assert_eq!(errno, libc::ECONNRESET, "lane {lane}: {msg}");
         assert!(msg.contains(&format!("lane {lane}")), "{msg}");
     }
-    eprintln!("target death: every lane failed within {worst:?} of SIGKILL");
+    eprintln!("{tr:?} target death: every lane failed within {worst:?} of SIGKILL");
     assert!(worst < cfg.io_timeout * 3);
     // Every acknowledged byte is in the part file.
     let data = read_file(&part);
@@ -383,18 +400,31 @@ fn stalled_target_fails_within_rpmem_timeout_ms_and_close_returns() {
 
 #[test]
 fn link_down_mid_stream_fails_within_rpmem_timeout_ms() {
+    link_down(Transport::Tcp);
+}
+
+#[test]
+fn link_down_mid_stream_fails_fabric_lanes_within_rpmem_timeout_ms() {
+    link_down(Transport::Fabric("tcp"));
+}
+
+fn link_down(tr: Transport) {
     const SIZE: usize = 8 * MIB;
+    if !tr.available() {
+        return;
+    }
     let Some(ns) = Netns::create() else { return };
-    let t = LocalTarget::new();
+    let t = LocalTarget::with_transport(tr);
     let part = t.write_nohdrs_set("net", "8M");
     let mut env = ns.env(&t);
     env.push(("RPMEM_TIMEOUT_MS".into(), "2000".into()));
+    env.extend(tr.env());
     let mut w = Writer::spawn(&env, "net.set", SIZE, 64 * 1024);
     w.wait_acks(1, HANG);
     let daemon = t.served("net.set");
     assert!(daemon.addr.starts_with("10.213."), "{daemon:?}");
     let f = w.through_fault(HANG, || ns.set_link(false));
-    eprintln!("link down, RPMEM_TIMEOUT_MS=2000: {f:?}");
+    eprintln!("{tr:?} link down, RPMEM_TIMEOUT_MS=2000: {f:?}");
     assert_bounded(&f, Duration::from_millis(2000));
     // The control channel does not cross the link: the daemon closes cleanly.
     assert_closed_keeping_acked_blocks(&mut w, &t, &daemon, &part, 64 * 1024);

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use e2e::{
     expect_success, prefix, run_checked, run_with_timeout, workspace_root, LocalTarget, Sshd,
+    Transport,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -109,7 +110,12 @@ impl Replicated {
     /// `remote.set` (one 64M part) in the daemon's poolset dir and
     /// `local.set` (one 64M part, `REPLICA <node> remote.set`) in a local dir.
     fn new(node: &str) -> Replicated {
-        let target = LocalTarget::new();
+        Replicated::over(node, Transport::Tcp)
+    }
+
+    /// As [`Replicated::new`], the sessions over `transport`.
+    fn over(node: &str, transport: Transport) -> Replicated {
+        let target = LocalTarget::with_transport(transport);
         let local = tempfile::Builder::new()
             .prefix("rpmem-pmemobj-")
             .tempdir()
@@ -439,6 +445,22 @@ fn pmemobj_through_our_librpmem_replicates_to_pmdks_rpmemd() {
     );
     assert!(
         r.target.log().contains("in-band connection established"),
+        "{}",
+        r.target.log()
+    );
+}
+
+#[test]
+fn pmemobj_replicates_over_the_fabric_transport() {
+    let tr = Transport::Fabric("tcp");
+    if !have_pmemobj() || !tr.available() {
+        return;
+    }
+    let app = build_app("fabric");
+    let r = Replicated::over("localhost", tr);
+    full_scenario(&r, &app);
+    assert!(
+        r.target.log().contains("transport fabric, provider tcp"),
         "{}",
         r.target.log()
     );
