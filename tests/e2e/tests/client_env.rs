@@ -44,7 +44,8 @@ fn log_level_2_logs_basic_operations_and_the_transport_to_the_file() {
     let s = read(&log);
     assert!(
         s.contains("<librpmem>: <2>")
-            && s.contains("transport: tcp (RDMA not built in; RPMEM_ENABLE_VERBS=1"),
+            && s.contains("transport: tcp (RPMEM_TRANSPORT=tcp; RPMEM_ENABLE_VERBS=1")
+            && s.contains("transport tcp"),
         "{s}"
     );
     assert!(
@@ -168,6 +169,7 @@ fn sockets_disabled_is_enomedium_with_the_reason_logged() {
         &["info", "localhost", "n.set", "--size", "4M"],
         &[
             ("RPMEM_ENABLE_SOCKETS", "0"),
+            ("RPMEM_TRANSPORT", "auto"),
             ("RPMEM_LOG_LEVEL", "1"),
             ("RPMEM_LOG_FILE", log.to_str().unwrap()),
         ],
@@ -175,7 +177,8 @@ fn sockets_disabled_is_enomedium_with_the_reason_logged() {
     assert_eq!(out.status.code(), Some(libc::ENOMEDIUM), "{out:?}");
     let s = read(&log);
     assert!(
-        s.contains("RPMEM_ENABLE_SOCKETS=0") && s.contains("no RDMA transport"),
+        s.contains("no usable transport: libfabric verbs: ")
+            && s.contains("tcp: disabled by RPMEM_ENABLE_SOCKETS=0"),
         "{s}"
     );
     assert!(s.contains(&format!("(errno {})", libc::ENOMEDIUM)), "{s}");
