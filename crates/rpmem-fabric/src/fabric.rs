@@ -373,7 +373,7 @@ impl Domain {
         let cq = self.h.cq((f.tx_size + f.rx_size).max(16))?;
         let eq = self.fabric.h.eq()?;
         Ok(Endpoint {
-            conn: sys::Conn::new(ep, cq, eq, info)?,
+            conn: Some(sys::Conn::new(ep, cq, eq, info)?),
             pending: VecDeque::new(),
             broken: None,
             spin: Duration::from_micros(100),
@@ -570,7 +570,8 @@ const QUEUE_FULL_LIMIT: Duration = Duration::from_secs(5);
 /// A connection-oriented endpoint with its own completion and event queues.
 /// Operations are posted with a `token` and completions give it back.
 pub struct Endpoint {
-    conn: sys::Conn,
+    // None once shut down: the endpoint and its queues are closed then.
+    conn: Option<sys::Conn>,
     pending: VecDeque<Completion>,
     broken: Option<String>,
     spin: Duration,
@@ -591,12 +592,27 @@ impl Endpoint {
 
     /// Operations posted and not yet completed.
     pub fn in_flight(&self) -> usize {
-        self.conn.in_flight()
+        self.conn.as_ref().map_or(0, |c| c.in_flight())
+    }
+
+    fn conn(&self) -> Result<&sys::Conn> {
+        self.conn.as_ref().ok_or_else(|| self.closed())
+    }
+
+    fn conn_mut(&mut self) -> Result<&mut sys::Conn> {
+        match self.conn {
+            Some(ref mut c) => Ok(c),
+            None => Err(Error::Disconnected(self.broken.clone().unwrap_or_default())),
+        }
+    }
+
+    fn closed(&self) -> Error {
+        Error::Disconnected(self.broken.clone().unwrap_or_default())
     }
 
     /// The endpoint's own address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        let name = self.conn.name()?;
+        let name = self.conn()?.name()?;
         sockaddr(&name).ok_or_else(|| Error::InvalidArgument("endpoint has no IP address".into()))
     }
 
@@ -610,14 +626,14 @@ impl Endpoint {
                 sys::MAX_CM_DATA
             )));
         }
-        self.conn.connect(private_data)?;
+        self.conn()?.connect(private_data)?;
         self.await_connected(timeout)
     }
 
     /// Accepts the request the endpoint was made for and waits up to
     /// `timeout` for the connection to be established.
     pub fn accept(&mut self, timeout: Duration) -> Result<()> {
-        self.conn.accept(&[])?;
+        self.conn()?.accept(&[])?;
         self.await_connected(timeout)
     }
 
@@ -628,7 +644,7 @@ impl Endpoint {
             if left.is_zero() {
                 return Err(Error::Timeout("connecting"));
             }
-            match self.conn.eq.read(Some(millis(left)))? {
+            match self.conn()?.eq.read(Some(millis(left)))? {
                 Some(EqEvent::Connected) => return Ok(()),
                 Some(EqEvent::Error { errno, .. }) if errno == libc::ECONNREFUSED => {
                     return Err(Error::Rejected)
@@ -646,11 +662,18 @@ impl Endpoint {
         }
     }
 
-    /// Ends the connection; the peer sees it as lost.
+    /// Ends the connection by closing the endpoint (the peer sees it as
+    /// lost); operations in flight are released and every later call fails
+    /// with [`Error::Disconnected`].
+    ///
+    /// `fi_shutdown` is not used: the `sockets` provider (libfabric 1.17)
+    /// closes the connection's socket there and again when the endpoint is
+    /// closed, by which time the process may have reused the number for
+    /// another descriptor (a progress thread's wake-up socket, a file).
     pub fn shutdown(&mut self) {
-        self.conn.shutdown();
         self.broken
             .get_or_insert_with(|| "shut down locally".into());
+        self.conn = None;
     }
 
     fn check(&self) -> Result<()> {
@@ -685,7 +708,7 @@ impl Endpoint {
         let deadline = Instant::now() + QUEUE_FULL_LIMIT;
         loop {
             self.check()?;
-            if attempt(&mut self.conn)? {
+            if attempt(self.conn_mut()?)? {
                 return Ok(());
             }
             if let Some(c) = self.reap()? {
@@ -778,7 +801,7 @@ impl Endpoint {
     /// One completion from the CQ, if there is one.
     fn reap(&mut self) -> Result<Option<Completion>> {
         loop {
-            match self.conn.cq.read(None)? {
+            match self.conn()?.cq.read(None)? {
                 None => return Ok(None),
                 Some(CqEvent::Done { ctx, len }) => {
                     if let Some(c) = self.completed(ctx, len) {
@@ -797,7 +820,7 @@ impl Endpoint {
     /// Notices the connection ending (from the event queue).
     fn check_events(&mut self) -> Result<()> {
         self.check()?;
-        match self.conn.eq.read(None)? {
+        match self.conn()?.eq.read(None)? {
             Some(EqEvent::Shutdown) => {
                 self.broken = Some("the peer closed the connection".into());
             }
@@ -905,8 +928,9 @@ impl Endpoint {
     }
 
     fn sleep(&mut self, left: Duration) -> Result<()> {
-        if let (Some(cfd), Some(efd)) = (self.conn.cq.fd, self.conn.eq.fd) {
-            match self.domain.fabric.h.trywait(&self.conn.cq, &self.conn.eq) {
+        let conn = self.conn()?;
+        if let (Some(cfd), Some(efd)) = (conn.cq.fd, conn.eq.fd) {
+            match self.domain.fabric.h.trywait(&conn.cq, &conn.eq) {
                 Ok(true) => return sys::poll2(cfd, efd, millis(left)),
                 Ok(false) => return Ok(()),
                 Err(Error::Unsupported { .. }) => {}
@@ -915,7 +939,7 @@ impl Endpoint {
         }
         // No fd to sleep on: sleep in the CQ in slices, to notice a shutdown.
         let slice = millis(left.min(Duration::from_millis(10)));
-        match self.conn.cq.read(Some(slice))? {
+        match conn.cq.read(Some(slice))? {
             None => Ok(()),
             Some(CqEvent::Done { ctx, len }) => {
                 if let Some(c) = self.completed(ctx, len) {
@@ -934,17 +958,18 @@ impl Endpoint {
     /// The completion of the operation with context `ctx`; `len` counts only
     /// for receives (providers need not report it for the rest).
     fn completed(&mut self, ctx: usize, len: usize) -> Option<Completion> {
-        let (token, kind, posted) = self.conn.complete(ctx)?;
+        let (token, kind, posted) = self.conn.as_mut()?.complete(ctx)?;
         let len = if kind == OpKind::Recv { len } else { posted };
         Some(Completion { token, kind, len })
     }
 
     /// An operation failed: the endpoint is unusable from now on.
     fn failed(&mut self, ctx: usize, errno: i32, message: String) -> Error {
-        let (token, kind, _) = self
-            .conn
-            .complete(ctx)
-            .unwrap_or((u64::MAX, OpKind::Send, 0));
+        let (token, kind, _) =
+            self.conn
+                .as_mut()
+                .and_then(|c| c.complete(ctx))
+                .unwrap_or((u64::MAX, OpKind::Send, 0));
         self.broken.get_or_insert_with(|| message.clone());
         Error::Completion {
             token,

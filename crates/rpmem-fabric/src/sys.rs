@@ -1064,13 +1064,6 @@ impl Conn {
         self.ep.lib.check("fi_accept", ret)
     }
 
-    pub(crate) fn shutdown(&self) {
-        if let Some(f) = self.cm().shutdown {
-            // SAFETY: open endpoint; shutting down twice is harmless.
-            unsafe { f(self.ep.ptr, 0) };
-        }
-    }
-
     pub(crate) fn name(&self) -> Result<Vec<u8>> {
         // SAFETY: open endpoint and its cm table.
         unsafe { getname(&self.ep.lib, &mut (*self.ep.ptr).fid, (*self.ep.ptr).cm) }

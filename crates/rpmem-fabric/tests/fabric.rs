@@ -325,3 +325,123 @@ fn an_idle_wait_sleeps_and_times_out() {
         srv.join().unwrap();
     }
 }
+
+/// Fails the whole test binary (instead of hanging it) if `done` is not set
+/// within `limit`.
+fn watchdog(what: &'static str, limit: Duration) -> Arc<std::sync::atomic::AtomicBool> {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if start.elapsed() > limit {
+                eprintln!("{what}: still running after {limit:?}: a hang; aborting");
+                std::process::abort();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    done
+}
+
+/// One session as the transport makes it: a server with a registered pool
+/// and `LANES` accepted endpoints; a client with its region registered once
+/// and one endpoint per lane, each lane an RMA write and a message answered
+/// by the server; then the client shuts its lanes down and drops them, the
+/// region and the domain in the transport's order, while the server notices
+/// and tears down its side.
+fn one_session(lib: &Libfabric, prov: &str, round: usize) {
+    const LANES: u64 = 4;
+    const POOL: usize = 1 << 16;
+    let (sdom, listener, addr) = server(lib, prov);
+    let srv = std::thread::spawn(move || {
+        let pool = sdom
+            .register(POOL, Access::LOCAL | Access::REMOTE_WRITE)
+            .unwrap();
+        let msg = sdom.register(64 * LANES as usize, Access::LOCAL).unwrap();
+        let mut eps = Vec::new();
+        for lane in 0..LANES {
+            let req = listener.next_request(T).unwrap();
+            let mut ep = sdom.accept_endpoint(req).unwrap();
+            ep.post_recv(&msg, 64 * lane as usize, 64, lane).unwrap();
+            ep.accept(T).unwrap();
+            msg.write(64 * lane as usize, &pool.remote().to_bytes())
+                .unwrap();
+            eps.push(ep);
+        }
+        // Each lane: the pool's description out, a "written" note in, an
+        // answer out; then wait for the client to go away.
+        for (lane, ep) in eps.iter_mut().enumerate() {
+            let at = 64 * lane;
+            let mut desc = [0u8; RemoteMemory::SIZE];
+            msg.read(at, &mut desc).unwrap();
+            ep.inject(&desc).unwrap();
+            completion(ep, OpKind::Recv, lane as u64);
+        }
+        for ep in &mut eps {
+            ep.inject(b"ok").unwrap();
+        }
+        for ep in &mut eps {
+            assert!(ep.wait(T).is_err(), "the client's shutdown went unnoticed");
+            ep.shutdown();
+        }
+        let mut got = vec![0u8; POOL];
+        pool.read(0, &mut got).unwrap();
+        got
+    });
+    let cdom = client(lib, prov, addr);
+    let region = cdom.register(POOL, Access::LOCAL).unwrap();
+    let pattern: Vec<u8> = (0..POOL).map(|i| (i * 31 + round) as u8).collect();
+    region.write(0, &pattern).unwrap();
+    let mut lanes = Vec::new();
+    for lane in 0..LANES {
+        let msg = cdom.register(64, Access::LOCAL).unwrap();
+        let mut ep = cdom.endpoint().unwrap();
+        ep.post_recv(&msg, 0, 64, 100).unwrap();
+        ep.connect(&lane.to_le_bytes(), T).unwrap();
+        lanes.push((ep, msg));
+    }
+    let part = POOL / LANES as usize;
+    for (lane, (ep, msg)) in lanes.iter_mut().enumerate() {
+        assert_eq!(completion(ep, OpKind::Recv, 100), RemoteMemory::SIZE);
+        let mut desc = [0u8; RemoteMemory::SIZE];
+        msg.read(0, &mut desc).unwrap();
+        let remote = RemoteMemory::from_bytes(&desc).unwrap();
+        ep.post_write(&region, lane * part, part, &remote, (lane * part) as u64, 1)
+            .unwrap();
+        completion(ep, OpKind::Write, 1);
+        ep.post_recv(msg, 0, 64, 101).unwrap();
+        ep.inject(b"written").unwrap();
+    }
+    for (ep, _) in &mut lanes {
+        assert_eq!(completion(ep, OpKind::Recv, 101), 2);
+        ep.shutdown();
+    }
+    drop(lanes);
+    drop(region);
+    drop(cdom);
+    let on_server = srv.join().unwrap();
+    assert!(on_server == pattern, "{prov} round {round}: pool differs");
+}
+
+#[test]
+fn sessions_set_up_and_torn_down_many_times_never_hang() {
+    let Some(lib) = libfabric() else { return };
+    const ROUNDS: usize = 25;
+    let done = watchdog("50 fabric sessions", Duration::from_secs(120));
+    let runs: Vec<_> = PROVIDERS
+        .iter()
+        .map(|&prov| {
+            let lib = lib.clone();
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    one_session(&lib, prov, round);
+                }
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+}
