@@ -84,6 +84,8 @@ impl PmdkControl {
             addr: self.node.clone(),
             port: u16::try_from(ibc.port).unwrap_or(0),
             secret: [0; SECRET_LEN],
+            // PMDK's lanes are described to the connector through its slot.
+            fabric: None,
         }))
     }
 }

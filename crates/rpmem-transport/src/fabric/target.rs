@@ -258,6 +258,22 @@ fn accept_loop(l: &FabricListener, shared: &Arc<Accepting>) {
                 continue;
             }
         };
+        // Only the session's initiator (and the networks the administrator
+        // allowed) may even try a secret.
+        let peers = shared.admission.peers();
+        match req.peer_addr() {
+            Some(peer) if peers.allows(peer.ip()) => {}
+            peer => {
+                let from = peer.map_or("an unknown address".to_string(), |p| p.to_string());
+                warn!(
+                    "fabric connection from {from} refused: not from an allowed address ({peers})"
+                );
+                if let Err(e) = l.listener.reject(req) {
+                    warn!("fabric listener: rejecting: {e}");
+                }
+                continue;
+            }
+        }
         let admitted = match admit(&shared.admission, req.private_data()) {
             Ok(a) => a,
             Err(why) => {
