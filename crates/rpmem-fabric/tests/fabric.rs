@@ -2,62 +2,15 @@
 //! 127.0.0.1: connection management with private data, send/recv, RMA write
 //! and read, a peer that dies, and a library that cannot be loaded.
 
-use rpmem_fabric::{
-    Access, Domain, Endpoint, Error, Fabric, Hints, Libfabric, Listener, OpKind, RemoteMemory,
-};
+use rpmem_fabric::{Access, Error, Hints, Libfabric, OpKind, RemoteMemory};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PROVIDERS: [&str; 2] = ["tcp", "sockets"];
-const T: Duration = Duration::from_secs(10);
-
-/// libfabric, or None (with a message) where it is not installed; in CI it
-/// must be.
-fn libfabric() -> Option<Libfabric> {
-    match Libfabric::load() {
-        Ok(l) => Some(l),
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must install libfabric1: {e}"
-            );
-            eprintln!("skipping: needs libfabric (apt-get install libfabric1): {e}");
-            None
-        }
-    }
-}
-
-fn server(lib: &Libfabric, prov: &str) -> (Arc<Domain>, Listener, SocketAddr) {
-    let info = lib
-        .getinfo(&Hints::listen("127.0.0.1", 0).provider(prov))
-        .unwrap()
-        .remove(0);
-    assert_eq!(info.provider(), prov);
-    let fabric = Fabric::open(&info).unwrap();
-    let domain = fabric.domain().unwrap();
-    let listener = fabric.listen().unwrap();
-    let addr = listener.local_addr().unwrap();
-    assert_ne!(addr.port(), 0);
-    (domain, listener, addr)
-}
-
-fn client(lib: &Libfabric, prov: &str, addr: SocketAddr) -> Arc<Domain> {
-    let info = lib
-        .getinfo(&Hints::connect("127.0.0.1", addr.port()).provider(prov))
-        .unwrap()
-        .remove(0);
-    assert_eq!(info.dest_addr(), Some(addr));
-    Fabric::open(&info).unwrap().domain().unwrap()
-}
-
-fn completion(ep: &mut Endpoint, kind: OpKind, token: u64) -> usize {
-    let c = ep.wait(T).unwrap();
-    assert_eq!((c.kind, c.token), (kind, token), "{c:?}");
-    c.len
-}
+mod common;
+use common::{accept_one, client, completion, connect_one, libfabric, server, PROVIDERS, T};
 
 #[test]
 fn connect_carries_private_data_and_a_rejected_peer_gets_an_error() {
@@ -201,10 +154,7 @@ fn peer_child() {
     let lib = Libfabric::load().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dom = client(&lib, prov, addr);
-    let mr = dom.register(4096, Access::LOCAL).unwrap();
-    let mut ep = dom.endpoint().unwrap();
-    ep.post_recv(&mr, 0, 64, 1).unwrap();
-    ep.connect(b"child", T).unwrap();
+    let (_ep, _mr) = connect_one(&dom, b"child", 4096, 1);
     println!("connected");
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -220,11 +170,7 @@ fn a_peer_that_dies_fails_the_wait() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let req = listener.next_request(T).unwrap();
-        let mut ep = sdom.accept_endpoint(req).unwrap();
-        let mr = sdom.register(4096, Access::LOCAL).unwrap();
-        ep.post_recv(&mr, 0, 64, 7).unwrap();
-        ep.accept(T).unwrap();
+        let (mut ep, mr) = accept_one(&sdom, &listener, 4096, 7);
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         while !line.contains("connected") {
@@ -284,18 +230,11 @@ fn an_idle_wait_sleeps_and_times_out() {
     for prov in PROVIDERS {
         let (sdom, listener, addr) = server(&lib, prov);
         let srv = std::thread::spawn(move || {
-            let req = listener.next_request(T).unwrap();
-            let mut ep = sdom.accept_endpoint(req).unwrap();
-            let mr = sdom.register(64, Access::LOCAL).unwrap();
-            ep.post_recv(&mr, 0, 64, 1).unwrap();
-            ep.accept(T).unwrap();
+            let (mut ep, _mr) = accept_one(&sdom, &listener, 64, 1);
             completion(&mut ep, OpKind::Recv, 1);
         });
         let cdom = client(&lib, prov, addr);
-        let mr = cdom.register(64, Access::LOCAL).unwrap();
-        let mut ep = cdom.endpoint().unwrap();
-        ep.post_recv(&mr, 0, 64, 1).unwrap();
-        ep.connect(b"x", T).unwrap();
+        let (mut ep, _mr) = connect_one(&cdom, b"x", 64, 1);
         let ticks = thread_cpu_ticks();
         let start = Instant::now();
         match ep.wait(Duration::from_millis(1500)) {
@@ -395,11 +334,7 @@ fn one_session(lib: &Libfabric, prov: &str, round: usize) {
     region.write(0, &pattern).unwrap();
     let mut lanes = Vec::new();
     for lane in 0..LANES {
-        let msg = cdom.register(64, Access::LOCAL).unwrap();
-        let mut ep = cdom.endpoint().unwrap();
-        ep.post_recv(&msg, 0, 64, 100).unwrap();
-        ep.connect(&lane.to_le_bytes(), T).unwrap();
-        lanes.push((ep, msg));
+        lanes.push(connect_one(&cdom, &lane.to_le_bytes(), 64, 100));
     }
     let part = POOL / LANES as usize;
     for (lane, (ep, msg)) in lanes.iter_mut().enumerate() {

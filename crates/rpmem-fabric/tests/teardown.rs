@@ -6,13 +6,12 @@
 //! Alone in its own test binary: it watches the whole process's
 //! descriptor table, which other tests running beside it would change.
 
-use rpmem_fabric::{Access, Fabric, Hints, Libfabric};
+mod common;
+use common::{accept_one, client, connect_one, libfabric, server, PROVIDERS};
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
-
-const T: Duration = Duration::from_secs(10);
 
 fn open_fds() -> BTreeSet<RawFd> {
     std::fs::read_dir("/proc/self/fd")
@@ -28,46 +27,18 @@ fn is_open(fd: RawFd) -> bool {
 
 #[test]
 fn a_shut_down_endpoint_closes_no_descriptor_twice() {
-    let lib = match Libfabric::load() {
-        Ok(l) => l,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must install libfabric1: {e}"
-            );
-            eprintln!("skipping: needs libfabric (apt-get install libfabric1): {e}");
-            return;
-        }
-    };
+    let Some(lib) = libfabric() else { return };
     let null = File::open("/dev/null").unwrap();
-    for prov in ["tcp", "sockets"] {
-        let info = lib
-            .getinfo(&Hints::listen("127.0.0.1", 0).provider(prov))
-            .unwrap()
-            .remove(0);
-        let fabric = Fabric::open(&info).unwrap();
-        let sdom = fabric.domain().unwrap();
-        let listener = fabric.listen().unwrap();
-        let port = listener.local_addr().unwrap().port();
+    for prov in PROVIDERS {
+        let (sdom, listener, addr) = server(&lib, prov);
         let (release, released) = std::sync::mpsc::channel::<()>();
         let srv = std::thread::spawn(move || {
-            let req = listener.next_request(T).unwrap();
-            let mut ep = sdom.accept_endpoint(req).unwrap();
-            let mr = sdom.register(64, Access::LOCAL).unwrap();
-            ep.post_recv(&mr, 0, 64, 1).unwrap();
-            ep.accept(T).unwrap();
+            let _accepted = accept_one(&sdom, &listener, 64, 1);
             // Stay connected, doing nothing, until the client has checked.
             released.recv().unwrap();
         });
-        let cinfo = lib
-            .getinfo(&Hints::connect("127.0.0.1", port).provider(prov))
-            .unwrap()
-            .remove(0);
-        let cdom = Fabric::open(&cinfo).unwrap().domain().unwrap();
-        let mr = cdom.register(64, Access::LOCAL).unwrap();
-        let mut ep = cdom.endpoint().unwrap();
-        ep.post_recv(&mr, 0, 64, 1).unwrap();
-        ep.connect(b"x", T).unwrap();
+        let cdom = client(&lib, prov, addr);
+        let (mut ep, mr) = connect_one(&cdom, b"x", 64, 1);
 
         let before = open_fds();
         ep.shutdown();
