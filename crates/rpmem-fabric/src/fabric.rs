@@ -911,7 +911,7 @@ impl Endpoint {
                 return Err(Error::Timeout("waiting for a completion"));
             }
             let slice = millis((timeout - elapsed).min(SLICE));
-            match self.conn.cq.read(Some(slice))? {
+            match self.conn()?.cq.read(Some(slice))? {
                 None => {}
                 Some(CqEvent::Done { ctx, len }) => {
                     if let Some(c) = self.completed(ctx, len) {
