@@ -200,7 +200,6 @@ fn bad_protocol_version_is_refused() {
             ..PoolRequest::new("v.set", 4096, 1)
         },
         attr: None,
-        transport: Default::default(),
     });
     assert_eq!(error_status(r).0, Status::BadProtocol);
     assert_eq!(d.finish().0.code(), Some(93));
