@@ -314,50 +314,51 @@ fn open_pool(
     let attr = pool.attr().unwrap_or_default();
     let size = pool.size();
     let spin = spin::window_from_env(spin::TARGET_SPIN_VAR);
-    let (listener, port, fabric): (Box<dyn TargetListener>, u16, _) = match (&req.pool.transport, lib) {
-        (TransportChoice::Fabric { provider }, Some(lib)) => {
-            let persist = persist_method(settings, &pool, set_name);
-            let l = FabricListener::bind(
-                &lib,
-                addr,
-                Arc::new(PoolMem(Arc::clone(&pool))),
-                &FabricOptions {
-                    provider,
-                    nlanes,
-                    persist,
-                    read_only: if has_header { HDR_SIZE } else { 0 },
-                    spin,
-                },
-            )
-            .map_err(|e| {
-                refusal(
-                    Status::ProviderUnsupported,
-                    format!("cannot serve provider {provider} on {addr}: {e}"),
+    let (listener, port, fabric): (Box<dyn TargetListener>, u16, _) =
+        match (&req.pool.transport, lib) {
+            (TransportChoice::Fabric { provider }, Some(lib)) => {
+                let persist = persist_method(settings, &pool, set_name);
+                let l = FabricListener::bind(
+                    &lib,
+                    addr,
+                    Arc::new(PoolMem(Arc::clone(&pool))),
+                    &FabricOptions {
+                        provider,
+                        nlanes,
+                        persist,
+                        read_only: if has_header { HDR_SIZE } else { 0 },
+                        spin,
+                    },
                 )
-            })?;
-            info!(
-                "pool set '{set_name}': transport fabric, provider {provider}, persist {}",
-                match persist {
-                    PersistMethod::General => "general",
-                    PersistMethod::Appliance => "appliance",
-                }
-            );
-            let (port, session) = (l.port(), Box::new(l.session().clone()));
-            (Box::new(l), port, Some(session))
-        }
-        _ => {
-            let l = TcpListener::bind(addr, spin).map_err(|e| {
-                refusal(
-                    Status::Fatal,
-                    format!("cannot listen on {addr} for data connections: {e}"),
-                )
-            })?;
-            let port = l
-                .port()
-                .map_err(|e| refusal(Status::Fatal, format!("listener address: {e}")))?;
-            (Box::new(l), port, None)
-        }
-    };
+                .map_err(|e| {
+                    refusal(
+                        Status::ProviderUnsupported,
+                        format!("cannot serve provider {provider} on {addr}: {e}"),
+                    )
+                })?;
+                info!(
+                    "pool set '{set_name}': transport fabric, provider {provider}, persist {}",
+                    match persist {
+                        PersistMethod::General => "general",
+                        PersistMethod::Appliance => "appliance",
+                    }
+                );
+                let (port, session) = (l.port(), Box::new(l.session().clone()));
+                (Box::new(l), port, Some(session))
+            }
+            _ => {
+                let l = TcpListener::bind(addr, spin).map_err(|e| {
+                    refusal(
+                        Status::Fatal,
+                        format!("cannot listen on {addr} for data connections: {e}"),
+                    )
+                })?;
+                let port = l
+                    .port()
+                    .map_err(|e| refusal(Status::Fatal, format!("listener address: {e}")))?;
+                (Box::new(l), port, None)
+            }
+        };
     let peers = settings.allowed_peers(ssh.client);
     debug!("pool set '{set_name}': lanes accepted from {peers}");
     let server = DataServer::start(listener, pool, secret, nlanes, peers)
