@@ -228,3 +228,49 @@ fn bench_runs_only_the_groups_asked_for() {
     assert_eq!(r["create"].as_array().map(Vec::len), Some(1), "{r}");
     assert!(r["idle"].is_null(), "{r}");
 }
+
+#[test]
+fn bench_measures_the_fabric_transport_beside_the_raw_floor() {
+    if !e2e::Transport::Fabric("tcp").available() {
+        return;
+    }
+    let mut cmd = Command::new(bin("rpmem"));
+    cmd.args([
+        "bench",
+        "--transport",
+        "fabric",
+        "--provider",
+        "tcp",
+        "--only",
+        "latency",
+        "--idle",
+        "0",
+        "--rounds",
+        "1",
+        "--duration",
+        "0.05",
+        "--size",
+        "8M",
+        "--json",
+    ])
+    .env_remove("RPMEM_SSH")
+    .env_remove("RPMEM_CMD");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
+    assert!(out.status.success(), "bench failed: {out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["transport"], "fabric, provider tcp", "{r}");
+    let lat = r["latency"].as_array().expect("latency figures");
+    assert!(lat.len() >= 4, "{r}");
+    assert!(
+        lat.iter()
+            .all(|f| f["rpmem"]["p50_us"].as_f64() > Some(0.0)),
+        "{r}"
+    );
+    // A provider needs the fabric transport.
+    let out = Command::new(bin("rpmem"))
+        .args(["bench", "--transport", "tcp", "--provider", "sockets"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--transport fabric"));
+}

@@ -73,6 +73,23 @@ pub struct BenchArgs {
     /// count into this SVG file
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Transport of the rpmem side: tcp (ours) or fabric (libfabric); the
+    /// raw floor is plain TCP either way (default: as RPMEM_TRANSPORT says)
+    #[arg(long, value_enum)]
+    pub transport: Option<BenchTransport>,
+    /// libfabric provider of --transport fabric (tcp, sockets, verbs;
+    /// default: as RPMEM_FABRIC_PROVIDER says, else the best offered)
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<String>,
+}
+
+/// Transports `rpmem bench --transport` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchTransport {
+    /// Our TCP transport.
+    Tcp,
+    /// libfabric (RPMEM_TRANSPORT=fabric).
+    Fabric,
 }
 
 /// Groups of figures, for `--only`.
@@ -529,6 +546,34 @@ pub fn run(a: BenchArgs) -> Result<()> {
         return Err(CliError::Usage("--size must be at least 2 MiB".into()));
     }
     let mut cfg = Config::from_env();
+    match (a.transport, &a.provider) {
+        (Some(BenchTransport::Tcp), Some(_)) => {
+            return Err(CliError::Usage(
+                "--provider names a libfabric provider: it goes with --transport fabric".into(),
+            ))
+        }
+        (Some(BenchTransport::Tcp), None) => cfg.transport = Some("tcp".into()),
+        (Some(BenchTransport::Fabric), p) => {
+            cfg.transport = Some("fabric".into());
+            if let Some(p) = p {
+                cfg.fabric_provider = Some(p.clone());
+            }
+        }
+        (None, Some(_)) => {
+            return Err(CliError::Usage(
+                "--provider goes with --transport fabric".into(),
+            ))
+        }
+        (None, None) => {}
+    }
+    let transport = match cfg.transport.as_deref() {
+        Some("fabric") => format!(
+            "fabric, provider {}",
+            cfg.fabric_provider.as_deref().unwrap_or("the best offered")
+        ),
+        Some(t) => t.to_string(),
+        None => "auto".to_string(),
+    };
     let (target, pool_set, local) = match (&a.target, &a.pool_set) {
         (Some(t), Some(p)) => (t.clone(), p.clone(), None),
         (Some(_), None) => {
@@ -721,6 +766,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
     let report = Report {
         target: format!("{}:{pool_set}", bench.target),
+        transport,
         pool_size: a.size,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         rounds: a.rounds as usize,

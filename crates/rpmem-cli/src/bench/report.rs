@@ -102,6 +102,8 @@ pub struct IdleFigure {
 pub struct Report {
     /// Target and pool set benched.
     pub target: String,
+    /// Transport of the rpmem side (`tcp`, `fabric, provider P`, `auto`).
+    pub transport: String,
     /// Size of each pool used, bytes.
     pub pool_size: usize,
     /// Cores on this machine.
@@ -131,8 +133,9 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 /// Prints the report as tables.
 pub fn print(r: &Report) {
     println!(
-        "rpmem bench: {} ({} pools, {} cores, {} alternating rounds of {} s per side)",
+        "rpmem bench: {} over {} ({} pools, {} cores, {} alternating rounds of {} s per side)",
         r.target,
+        r.transport,
         crate::units::fmt_size(r.pool_size),
         r.cores,
         r.rounds,
