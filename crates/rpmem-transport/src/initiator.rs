@@ -42,6 +42,14 @@ pub trait InitiatorLane: Send {
     /// Waits until every earlier flush of this lane is durable.
     fn drain(&mut self) -> Result<Status>;
 
+    /// Waits until no operation of this lane reads the region any more, so
+    /// that the ranges of earlier flushes may be written again (they stay
+    /// undurable until a drain). Transports that copy a range out before
+    /// [`InitiatorLane::flush`] returns have nothing to wait for.
+    fn release(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Reads `buf.len()` bytes at `offset` of the pool into `buf`. When the
     /// status is not [`Status::Ok`], `buf` is untouched.
     fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<Status>;

@@ -13,6 +13,8 @@ pub(crate) struct Lane {
     index: u32,
     /// Flushes sent since the last drain or persist.
     undrained: usize,
+    /// The transport may still read ranges of flushes (see `release`).
+    unreleased: bool,
     /// Set after a failure: the connection's state is unknown, so the lane
     /// refuses further use.
     broken: Option<String>,
@@ -25,6 +27,7 @@ impl Lane {
             inner,
             index,
             undrained: 0,
+            unreleased: false,
             broken: None,
         }
     }
@@ -78,6 +81,7 @@ impl Lane {
     pub(crate) fn persist(&mut self, deep: bool, flags: u8, offset: u64, len: usize) -> Result<()> {
         let st = self.call(|l| l.persist(deep, flags, offset, len))?;
         self.undrained = 0;
+        self.unreleased = false;
         self.status(st, "persist")
     }
 
@@ -93,15 +97,35 @@ impl Lane {
         if self.undrained >= queue_limit {
             self.drain()?;
         }
+        self.unreleased = true;
         self.call(|l| l.flush(flags, offset, len))?;
         self.undrained += 1;
         Ok(())
+    }
+
+    /// Waits until the transport reads none of the ranges flushed since the
+    /// last drain or persist, so the application may write them again. A
+    /// lane that fails this is closed at once (its transport then reads
+    /// nothing more) and reports the failure on its next call.
+    pub(crate) fn release(&mut self) {
+        if !self.unreleased {
+            return;
+        }
+        match self.call(|l| l.release()) {
+            Ok(()) => self.unreleased = false,
+            Err(e) => {
+                self.broken.get_or_insert_with(|| e.to_string());
+                self.inner.shutdown();
+                self.unreleased = false;
+            }
+        }
     }
 
     /// Makes every earlier flush on this lane durable.
     pub(crate) fn drain(&mut self) -> Result<()> {
         let st = self.call(|l| l.drain())?;
         self.undrained = 0;
+        self.unreleased = false;
         self.status(st, "drain")
     }
 

@@ -64,7 +64,7 @@ pub use pool::RemotePool;
 pub use region::Pool;
 pub use remove::remove;
 pub use rpmem_proto::{PoolAttr, Status};
-pub use split::{Chunk, Lane};
+pub use split::{Chunk, Flushes, Lane};
 pub use sys::page_size;
 
 /// `RPMEM_PERSIST_RELAXED` for [`RemotePool`]: the transfer need not be

@@ -472,6 +472,14 @@ impl RemotePool {
         Ok(returned(call, l)?.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Waits until no lane's transport reads the region for an earlier
+    /// flush (see `Lane::release`): the application is about to write it.
+    pub(crate) fn release_all(&mut self) {
+        for l in &mut self.lanes {
+            l.get_mut().unwrap_or_else(|e| e.into_inner()).release();
+        }
+    }
+
     /// Every lane, each borrowed on its own (no lock per call), with what
     /// the data calls check; for [`crate::Pool::split`].
     pub(crate) fn lanes_mut(&mut self) -> (Limits, Vec<&mut Lane>) {

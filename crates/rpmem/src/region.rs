@@ -71,7 +71,12 @@ impl Pool {
     }
 
     /// The local region, for writing what the next persist will replicate.
+    ///
+    /// Over a transport that reads flushed ranges straight from the region
+    /// (RDMA), this first waits until it has read them all; a lane that
+    /// fails that wait is closed and reports it on its next call.
     pub fn region_mut(&mut self) -> &mut [u8] {
+        self.remote.release_all();
         &mut self.region
     }
 
@@ -160,6 +165,7 @@ impl Pool {
     /// # Ok::<(), rpmem::Error>(())
     /// ```
     pub fn split(&mut self) -> (Chunk<'_>, Vec<Lane<'_>>) {
+        self.remote.release_all();
         let (limits, conns) = self.remote.lanes_mut();
         let lanes = conns
             .into_iter()

@@ -2,6 +2,7 @@
 //! that threads write at the same time, and [`Lane`]s, owned handles that
 //! replicate them, one per thread, without a lock per call.
 
+use std::marker::PhantomData;
 use std::ops::{Bound, Deref, DerefMut, RangeBounds};
 
 use crate::error::{Error, Result};
@@ -192,19 +193,44 @@ impl<'a> Lane<'a> {
         self.on_range(chunk, range, |l, c, off, len| l.deep_persist(c, off, len))
     }
 
-    /// Sends `range` of `chunk` without waiting: durable once a later
-    /// [`Lane::drain`] or [`Lane::persist`] returns. Over TCP the bytes have
-    /// left the region when this returns, so the chunk may be written again
-    /// at once.
-    pub fn flush(
-        &mut self,
-        chunk: &Chunk<'_>,
+    /// Sends `range` of `chunk` without waiting for it to be durable. Over
+    /// RDMA the transport may read the chunk until the flush is drained, so
+    /// the chunk stays borrowed as long as the returned [`Flushes`] lives:
+    /// more flushes go through it, [`Flushes::drain`] makes them all durable.
+    ///
+    /// Writing the chunk while it may still be read does not compile:
+    ///
+    /// ```compile_fail
+    /// # fn f(lane: &mut rpmem::Lane<'_>, mut chunk: rpmem::Chunk<'_>) -> rpmem::Result<()> {
+    /// let flushes = lane.flush(&chunk, .., rpmem::PersistFlags::empty())?;
+    /// chunk[0] = 1; // the flush may still be reading it
+    /// flushes.drain()
+    /// # }
+    /// ```
+    ///
+    /// After the drain it does:
+    ///
+    /// ```
+    /// # fn f(lane: &mut rpmem::Lane<'_>, mut chunk: rpmem::Chunk<'_>) -> rpmem::Result<()> {
+    /// let flushes = lane.flush(&chunk, .., rpmem::PersistFlags::empty())?;
+    /// flushes.drain()?;
+    /// chunk[0] = 1;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn flush<'l, 'c>(
+        &'l mut self,
+        chunk: &'c Chunk<'_>,
         range: impl RangeBounds<usize>,
         flags: PersistFlags,
-    ) -> Result<()> {
-        self.on_range(chunk, range, |l, c, off, len| {
-            l.flush(c, off, len, flags.bits())
-        })
+    ) -> Result<Flushes<'l, 'a, 'c>> {
+        let mut f = Flushes {
+            lane: self,
+            drained: false,
+            chunks: PhantomData,
+        };
+        f.flush(chunk, range, flags)?;
+        Ok(f)
     }
 
     /// Makes every earlier flush of this lane durable.
@@ -215,5 +241,52 @@ impl<'a> Lane<'a> {
     /// Reads `buf.len()` bytes at `offset` of the remote pool into `buf`.
     pub fn read(&mut self, buf: &mut [u8], offset: usize) -> Result<()> {
         self.limits.read(self.conn, buf, offset)
+    }
+}
+
+/// Flushes of one [`Lane`] not yet drained, made by [`Lane::flush`]: the
+/// chunks they came from stay borrowed (`'c`) until [`Flushes::drain`], or
+/// until it is dropped, which waits until the transport no longer reads
+/// them (without making them durable).
+#[must_use = "flushed ranges are durable only after Flushes::drain"]
+pub struct Flushes<'l, 'a, 'c> {
+    lane: &'l mut Lane<'a>,
+    drained: bool,
+    chunks: PhantomData<&'c [u8]>,
+}
+
+impl std::fmt::Debug for Flushes<'_, '_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flushes")
+            .field("lane", &self.lane.index())
+            .finish()
+    }
+}
+
+impl<'c> Flushes<'_, '_, 'c> {
+    /// Flushes `range` of `chunk` too, on the same lane.
+    pub fn flush(
+        &mut self,
+        chunk: &'c Chunk<'_>,
+        range: impl RangeBounds<usize>,
+        flags: PersistFlags,
+    ) -> Result<()> {
+        self.lane.on_range(chunk, range, |l, c, off, len| {
+            l.flush(c, off, len, flags.bits())
+        })
+    }
+
+    /// Makes every flush of the lane durable; the chunks are free again.
+    pub fn drain(mut self) -> Result<()> {
+        self.drained = true;
+        self.lane.drain()
+    }
+}
+
+impl Drop for Flushes<'_, '_, '_> {
+    fn drop(&mut self) {
+        if !self.drained {
+            self.lane.conn.release();
+        }
     }
 }

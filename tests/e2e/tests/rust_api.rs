@@ -56,9 +56,9 @@ fn threads_write_and_persist_disjoint_chunks_at_once() {
                             2 => lane.deep_persist(&piece, ..)?,
                             _ => {
                                 let half = piece.len() / 2;
-                                lane.flush(&piece, ..half, PersistFlags::empty())?;
-                                lane.flush(&piece, half.., PersistFlags::RELAXED)?;
-                                lane.drain()?;
+                                let mut f = lane.flush(&piece, ..half, PersistFlags::empty())?;
+                                f.flush(&piece, half.., PersistFlags::RELAXED)?;
+                                f.drain()?;
                             }
                         }
                     }
@@ -105,7 +105,9 @@ fn lanes_refuse_foreign_chunks_and_bad_ranges() {
     let (small, _rest) = region.split_at(4096);
     for e in [
         lanes[0].persist(&small, 0..4097, PersistFlags::empty()),
-        lanes[0].flush(&small, 4096..4097, PersistFlags::empty()),
+        lanes[0]
+            .flush(&small, 4096..4097, PersistFlags::empty())
+            .map(drop),
         lanes[0].persist(&small, .., PersistFlags::from_bits_retain(0x10)),
     ] {
         let e = e.unwrap_err();

@@ -531,6 +531,14 @@ impl InitiatorLane for FabricLane {
         self.drain_messages()
     }
 
+    fn release(&mut self) -> Result<()> {
+        self.reap()?;
+        self.wait_until("waiting for RMA writes to finish", |l, _| {
+            l.rma_in_flight == 0
+        })?;
+        Ok(())
+    }
+
     fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<Status> {
         self.check(offset, buf.len())?;
         self.reap()?;
