@@ -847,6 +847,28 @@ impl Endpoint {
     /// `fi_cq_sread` where the provider has none). A connection that ends
     /// fails the wait with [`Error::Disconnected`].
     pub fn wait(&mut self, timeout: Duration) -> Result<Completion> {
+        self.wait_then(timeout, Self::sleep)
+    }
+
+    /// Like [`Endpoint::wait`], but keeps the provider working while it
+    /// waits: reads the completion queue (`fi_cq_read`) for the spin time,
+    /// then sleeps inside `fi_cq_sread` in short slices, looking at the
+    /// connection's events between them. Providers whose data moves only
+    /// when the queue is read (libfabric's `sockets`, whose own progress
+    /// thread wakes every few milliseconds) need this where a large
+    /// transfer or a quick answer is waited for; PMDK's library and daemon
+    /// wait the same way.
+    pub fn wait_progressing(&mut self, timeout: Duration) -> Result<Completion> {
+        self.wait_then(timeout, Self::sleep_in_cq)
+    }
+
+    /// The wait loop both waits share; `sleep` is how it waits once the
+    /// spin time is over.
+    fn wait_then(
+        &mut self,
+        timeout: Duration,
+        sleep: fn(&mut Self, Duration) -> Result<()>,
+    ) -> Result<Completion> {
         let start = Instant::now();
         loop {
             // While spinning only the completion queue is read: it is cheap,
@@ -873,57 +895,7 @@ impl Endpoint {
             if elapsed >= timeout {
                 return Err(Error::Timeout("waiting for a completion"));
             }
-            self.sleep(timeout - elapsed)?;
-        }
-    }
-
-    /// Like [`Endpoint::wait`], but keeps the provider working while it
-    /// waits: reads the completion queue (`fi_cq_read`) for the spin time,
-    /// then sleeps inside `fi_cq_sread` in short slices, looking at the
-    /// connection's events between them. Providers whose data moves only
-    /// when the queue is read (libfabric's `sockets`, whose own progress
-    /// thread wakes every few milliseconds) need this where a large
-    /// transfer or a quick answer is waited for; PMDK's library and daemon
-    /// wait the same way.
-    pub fn wait_progressing(&mut self, timeout: Duration) -> Result<Completion> {
-        const SLICE: Duration = Duration::from_millis(10);
-        let start = Instant::now();
-        loop {
-            if let Some(c) = self.pending.pop_front() {
-                return Ok(c);
-            }
-            if let Some(c) = self.reap()? {
-                return Ok(c);
-            }
-            let elapsed = start.elapsed();
-            if elapsed < self.spin {
-                std::hint::spin_loop();
-                continue;
-            }
-            if let Err(e) = self.check_events() {
-                // What the peer sent before it went away still counts.
-                return match self.reap()? {
-                    Some(c) => Ok(c),
-                    None => Err(e),
-                };
-            }
-            if elapsed >= timeout {
-                return Err(Error::Timeout("waiting for a completion"));
-            }
-            let slice = millis((timeout - elapsed).min(SLICE));
-            match self.conn()?.cq.read(Some(slice))? {
-                None => {}
-                Some(CqEvent::Done { ctx, len }) => {
-                    if let Some(c) = self.completed(ctx, len) {
-                        return Ok(c);
-                    }
-                }
-                Some(CqEvent::Failed {
-                    ctx,
-                    errno,
-                    message,
-                }) => return Err(self.failed(ctx, errno, message)),
-            }
+            sleep(self, timeout - elapsed)?;
         }
     }
 
@@ -937,9 +909,15 @@ impl Endpoint {
                 Err(e) => return Err(e),
             }
         }
-        // No fd to sleep on: sleep in the CQ in slices, to notice a shutdown.
+        // No fd to sleep on.
+        self.sleep_in_cq(left)
+    }
+
+    /// Sleeps in `fi_cq_sread` for at most a short slice (so that a
+    /// shutdown is noticed); what completes meanwhile waits in `pending`.
+    fn sleep_in_cq(&mut self, left: Duration) -> Result<()> {
         let slice = millis(left.min(Duration::from_millis(10)));
-        match conn.cq.read(Some(slice))? {
+        match self.conn()?.cq.read(Some(slice))? {
             None => Ok(()),
             Some(CqEvent::Done { ctx, len }) => {
                 if let Some(c) = self.completed(ctx, len) {
