@@ -10,13 +10,19 @@ use crate::error::Result;
 use crate::region::Pool;
 use crate::MIN_POOL;
 
-/// How lanes move data to the target.
+/// How lanes move data to the target (`RPMEM_TRANSPORT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Transport {
-    /// One TCP connection per lane to the address of the ssh session; the
-    /// only transport of this build.
+    /// libfabric with verbs where a verbs device exists, else [`Transport::Tcp`]
+    /// (`auto`, the default).
+    Auto,
+    /// Our TCP protocol: one TCP connection per lane to the address of the
+    /// ssh session (`tcp`).
     Tcp,
+    /// libfabric only (`fabric`), with the provider
+    /// [`PoolBuilder::fabric_provider`] names or else the best one offered.
+    Fabric,
 }
 
 /// Settings for creating or opening a remote pool; made by [`Pool::builder`].
@@ -129,11 +135,25 @@ impl PoolBuilder {
         self
     }
 
-    /// The transport the lanes use, whatever `RPMEM_ENABLE_SOCKETS` says.
+    /// The transport the lanes use; [`Transport::Tcp`] is used even where
+    /// `RPMEM_ENABLE_SOCKETS=0`.
     pub fn transport(mut self, transport: Transport) -> PoolBuilder {
-        match transport {
-            Transport::Tcp => self.config.enable_sockets = true,
-        }
+        let name = match transport {
+            Transport::Auto => "auto",
+            Transport::Tcp => {
+                self.config.enable_sockets = true;
+                "tcp"
+            }
+            Transport::Fabric => "fabric",
+        };
+        self.config.transport = Some(name.into());
+        self
+    }
+
+    /// The libfabric provider of [`Transport::Fabric`] (`RPMEM_FABRIC_PROVIDER`:
+    /// `verbs`, `tcp`, `sockets`).
+    pub fn fabric_provider(mut self, provider: impl Into<String>) -> PoolBuilder {
+        self.config.fabric_provider = Some(provider.into());
         self
     }
 

@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::time::Duration;
 
 use e2e::{bin, LocalTarget};
-use rpmem::{Chunk, Lane, PersistFlags, Pool, RemoveFlags};
+use rpmem::{Chunk, Lane, PersistFlags, Pool, RemoveFlags, Transport};
 
 const MIB: usize = 1 << 20;
 
@@ -146,6 +146,53 @@ fn builder_starts_from_the_environment_and_overrides_it() {
 
     let b = builder(&t, "env.set").timeout(Duration::from_millis(1500));
     assert_eq!(b.get_config().io_timeout, Duration::from_millis(1500));
+}
+
+#[test]
+fn the_builder_chooses_the_transport() {
+    if !e2e::Transport::Fabric("tcp").available() {
+        return;
+    }
+    let t = LocalTarget::new();
+    t.write_nohdrs_set("tr", "4M");
+    // libfabric with a provider nobody offers: refused, naming it.
+    let fabric = builder(&t, "tr.set")
+        .size(4 * MIB)
+        .transport(Transport::Fabric)
+        .fabric_provider("no-such-provider");
+    let e = fabric.create(None).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOMEDIUM, "{e}");
+    assert!(e.to_string().contains("no-such-provider"), "{e}");
+    // A later choice of our TCP wins.
+    let mut pool = fabric
+        .clone()
+        .transport(Transport::Tcp)
+        .create(None)
+        .unwrap();
+    pool.region_mut()[..3].copy_from_slice(b"tcp");
+    pool.persist(0, 3, 0, PersistFlags::empty()).unwrap();
+    pool.close().unwrap();
+    assert!(!t.log().contains("transport fabric"), "{}", t.log());
+
+    // And libfabric's tcp provider, named by the builder.
+    let mut pool = fabric
+        .transport(Transport::Fabric)
+        .fabric_provider("tcp")
+        .open()
+        .unwrap();
+    let mut back = [0u8; 3];
+    pool.read(&mut back, 0, 0).unwrap();
+    assert_eq!(&back, b"tcp");
+    pool.region_mut()[3..9].copy_from_slice(b"fabric");
+    pool.persist(3, 6, 0, PersistFlags::empty()).unwrap();
+    pool.close().unwrap();
+    assert!(
+        t.log().contains("transport fabric, provider tcp"),
+        "{}",
+        t.log()
+    );
+    let part = std::fs::read(t.dir().join("tr.part")).unwrap();
+    assert_eq!(&part[..9], b"tcpfabric");
 }
 
 /// Runs `f` with `vars` set, then removes them again. The variables are only
