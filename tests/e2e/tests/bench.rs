@@ -24,6 +24,20 @@ fn svg_texts(path: &std::path::Path) -> (Vec<String>, usize) {
     (texts, lines)
 }
 
+/// Runs `rpmem bench ARGS --json` against local daemons (none of the
+/// environment's ssh settings) and returns its report.
+fn local_bench_json(args: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new(bin("rpmem"));
+    cmd.arg("bench")
+        .args(args)
+        .arg("--json")
+        .env_remove("RPMEM_SSH")
+        .env_remove("RPMEM_CMD");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
+    assert!(out.status.success(), "bench failed: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
 #[test]
 fn bench_alternates_every_figure_with_its_floor_and_plots_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,9 +219,7 @@ fn bench_runs_against_an_existing_pool_on_a_target() {
 
 #[test]
 fn bench_runs_only_the_groups_asked_for() {
-    let mut cmd = Command::new(bin("rpmem"));
-    cmd.args([
-        "bench",
+    let r = local_bench_json(&[
         "--only",
         "create",
         "--create-sizes",
@@ -216,13 +228,7 @@ fn bench_runs_only_the_groups_asked_for() {
         "1",
         "--size",
         "8M",
-        "--json",
-    ])
-    .env_remove("RPMEM_SSH")
-    .env_remove("RPMEM_CMD");
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
-    assert!(out.status.success(), "bench failed: {out:?}");
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    ]);
     assert_eq!(r["latency"].as_array().map(Vec::len), Some(0), "{r}");
     assert_eq!(r["throughput"].as_array().map(Vec::len), Some(0), "{r}");
     assert_eq!(r["create"].as_array().map(Vec::len), Some(1), "{r}");
@@ -234,9 +240,7 @@ fn bench_measures_the_fabric_transport_beside_the_raw_floor() {
     if !e2e::Transport::Fabric("tcp").available() {
         return;
     }
-    let mut cmd = Command::new(bin("rpmem"));
-    cmd.args([
-        "bench",
+    let r = local_bench_json(&[
         "--transport",
         "fabric",
         "--provider",
@@ -251,13 +255,7 @@ fn bench_measures_the_fabric_transport_beside_the_raw_floor() {
         "0.05",
         "--size",
         "8M",
-        "--json",
-    ])
-    .env_remove("RPMEM_SSH")
-    .env_remove("RPMEM_CMD");
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
-    assert!(out.status.success(), "bench failed: {out:?}");
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    ]);
     assert_eq!(r["transport"], "fabric, provider tcp", "{r}");
     let lat = r["latency"].as_array().expect("latency figures");
     assert!(lat.len() >= 4, "{r}");
