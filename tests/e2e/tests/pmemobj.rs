@@ -257,6 +257,12 @@ fn assert_replicated(r: &Replicated, objects: &[(usize, usize)]) {
     );
 }
 
+/// Asserts that the target's daemon logged `what`, showing its log if not.
+fn assert_target_logged(r: &Replicated, what: &str) {
+    let log = r.target.log();
+    assert!(log.contains(what), "no {what:?} in the daemon log:\n{log}");
+}
+
 fn damage(path: &Path, off: u64, bytes: &[u8]) {
     use std::io::{Seek, SeekFrom, Write};
     let mut f = fs::OpenOptions::new()
@@ -316,7 +322,7 @@ fn full_scenario(r: &Replicated, app: &Path) {
     let out = r.run(app, &["verify", set, LAYOUT, "24", "7"]);
     assert!(!out.status.success(), "a damaged remote opened: {out:?}");
     if let Some(damaged) = r.damaged {
-        assert!(r.target.log().contains(damaged), "{}", r.target.log());
+        assert_target_logged(r, damaged);
     }
     r.pmempool(&["sync", set]);
     assert_replicated(r, &objects);
@@ -380,11 +386,7 @@ fn pmemobj_through_pmdks_librpmem_replicates_to_our_rpmemd() {
         r.set_env(&k, &v);
     }
     full_scenario(&r, &app);
-    assert!(
-        r.target.log().contains("session of PMDK's librpmem"),
-        "{}",
-        r.target.log()
-    );
+    assert_target_logged(&r, "session of PMDK's librpmem");
 }
 
 /// Our librpmem with PMDK 1.12.1's rpmemd on the target: the library finds
@@ -443,11 +445,7 @@ fn pmemobj_through_our_librpmem_replicates_to_pmdks_rpmemd() {
         ours.contains("protocol PMDK 1.12 (the target runs PMDK's rpmemd)"),
         "{ours}"
     );
-    assert!(
-        r.target.log().contains("in-band connection established"),
-        "{}",
-        r.target.log()
-    );
+    assert_target_logged(&r, "in-band connection established");
 }
 
 #[test]
@@ -459,11 +457,7 @@ fn pmemobj_replicates_over_the_fabric_transport() {
     let app = build_app("fabric");
     let r = Replicated::over("localhost", tr);
     full_scenario(&r, &app);
-    assert!(
-        r.target.log().contains("transport fabric, provider tcp"),
-        "{}",
-        r.target.log()
-    );
+    assert_target_logged(&r, "transport fabric, provider tcp");
 }
 
 #[test]
